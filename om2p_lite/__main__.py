@@ -1,0 +1,5 @@
+"""``python -m om2p_lite``: the command line (see ``cli``)."""
+
+from .cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""Named compute budgets (`smoke`, `book`, `full`) that every chapter and command reads.
+
+Not a config system: one frozen preset per name, chosen by ``OM2P_BUDGET`` or an argument.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+
+BUDGET_ENV = "OM2P_BUDGET"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much compute a chapter or command may spend; one field per knob."""
+
+    name: str
+    toy_steps: int  # gradient steps for the 2-D toy policies
+    toy_batch: int  # batch size for the 2-D toy policies
+    toy_hidden: int  # hidden width of toy networks
+    toy_depth: int  # hidden layers of toy networks
+    n_samples: int  # samples drawn to evaluate a generative policy
+    n_seeds: int  # independent seeds for curves with bands
+    eval_every: int  # steps between evaluations inside a training curve
+    sweep_points: int  # values per hyper-parameter sweep
+
+
+BUDGETS: dict[str, Budget] = {
+    "smoke": Budget("smoke", toy_steps=300, toy_batch=256, toy_hidden=64, toy_depth=2,
+                    n_samples=1000, n_seeds=1, eval_every=100, sweep_points=3),
+    "book": Budget("book", toy_steps=3000, toy_batch=512, toy_hidden=128, toy_depth=3,
+                   n_samples=4000, n_seeds=3, eval_every=250, sweep_points=6),
+    "full": Budget("full", toy_steps=20000, toy_batch=1024, toy_hidden=256, toy_depth=4,
+                   n_samples=20000, n_seeds=5, eval_every=1000, sweep_points=12),
+}
+
+
+def get_budget(name: str | None = None, **overrides: int) -> Budget:
+    """Return the preset ``name`` (default: ``$OM2P_BUDGET``, else ``book``), with overrides."""
+    name = name if name is not None else os.environ.get(BUDGET_ENV, "book")
+    key = name.strip().lower()
+    if key not in BUDGETS:
+        raise ValueError(
+            f"unknown budget {name!r}: choose one of {sorted(BUDGETS)} "
+            f"(set {BUDGET_ENV}=smoke|book|full or pass name=...)"
+        )
+    budget = BUDGETS[key]
+    unknown = set(overrides) - set(budget.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown budget field(s) {sorted(unknown)}; fields: "
+                         f"{sorted(budget.__dataclass_fields__)}")
+    return replace(budget, **overrides) if overrides else budget

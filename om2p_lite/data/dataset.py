@@ -1,0 +1,154 @@
+"""The in-memory offline dataset and its on-disk form (one uncompressed ``.npz`` per dataset).
+
+Not a loader of foreign formats (see ``npy_io``) and not a replay buffer that grows.
+
+File format (format_version 1), every array indexed by transition n < N:
+  obs, next_obs (N, A, D) float32 | actions (N, A, d) float32 in [-1, 1] | rewards (N, A)
+  float32 | terminals, timeouts, episode_starts (N,) bool | metadata: 0-d str, JSON.
+Agents with smaller obs/action sizes are zero padded; their true sizes are metadata
+``obs_dims`` / ``act_dims``. ``checksum`` is SHA-256 over the arrays (names, dtypes, shapes,
+bytes), so equal checksums mean bit-identical data whatever the metadata says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from om2p_lite.data.errors import DatasetError
+
+FORMAT_VERSION = 1
+ARRAY_FIELDS = ("obs", "actions", "rewards", "next_obs", "terminals", "timeouts",
+                "episode_starts")
+FLOAT_FIELDS = ("obs", "actions", "rewards", "next_obs")
+FLAG_FIELDS = ("terminals", "timeouts", "episode_starts")
+REQUIRED_META = ("format_version", "task", "n_agents", "obs_dims", "act_dims", "checksum")
+
+
+def checksum_arrays(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the array fields in a fixed order: name, dtype, shape, then raw bytes."""
+    h = hashlib.sha256()
+    for name in ARRAY_FIELDS:
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return "sha256:" + h.hexdigest()
+
+
+@dataclass
+class OfflineDataset:
+    """Joint transitions of all agents; row n of every array is the same time step."""
+
+    obs: np.ndarray  # (N, A, D) float32
+    actions: np.ndarray  # (N, A, d) float32, in [-1, 1]
+    rewards: np.ndarray  # (N, A) float32, each agent's own reward
+    next_obs: np.ndarray  # (N, A, D) float32
+    terminals: np.ndarray  # (N,) bool, true environment termination (bootstrap stops)
+    timeouts: np.ndarray  # (N,) bool, time-limit end (bootstrap continues)
+    episode_starts: np.ndarray  # (N,) bool, first transition of an episode
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        """Number of transitions N."""
+        return int(self.obs.shape[0])
+
+    @property
+    def n_agents(self) -> int:
+        """Number of learning agents A."""
+        return int(self.obs.shape[1])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The array fields by name."""
+        return {name: getattr(self, name) for name in ARRAY_FIELDS}
+
+    def checksum(self) -> str:
+        """SHA-256 of the arrays (see module docstring)."""
+        return checksum_arrays(self.arrays())
+
+    def sample_indices(self, batch_size: int, generator: torch.Generator | None = None
+                       ) -> torch.Tensor:
+        """Uniform transition indices (batch_size,), the same rows for every agent."""
+        return torch.randint(0, len(self), (batch_size,), generator=generator)
+
+    def sample(self, batch_size: int, generator: torch.Generator | None = None,
+               device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """A batch: obs/next_obs (B, A, D), actions (B, A, d), rewards (B, A), dones (B,)."""
+        return self.batch(self.sample_indices(batch_size, generator).numpy(), device)
+
+    def batch(self, idx: np.ndarray, device: torch.device | str = "cpu"
+              ) -> dict[str, torch.Tensor]:
+        """The transitions at ``idx`` as float32 tensors; ``dones`` are terminals only."""
+        out = {"obs": self.obs[idx], "actions": self.actions[idx], "rewards": self.rewards[idx],
+               "next_obs": self.next_obs[idx],
+               "dones": self.terminals[idx].astype(np.float32)}
+        return {k: torch.from_numpy(np.ascontiguousarray(v)).to(device) for k, v in out.items()}
+
+    def episode_bounds(self) -> list[tuple[int, int]]:
+        """(start, stop) row ranges of each episode."""
+        starts = np.flatnonzero(self.episode_starts)
+        stops = np.append(starts[1:], len(self))
+        return list(zip(starts.tolist(), stops.tolist(), strict=True))
+
+    def episode_returns(self) -> np.ndarray:
+        """Per-episode team return with the task's score rule (mean of agents, or agent 0)."""
+        rule = self.metadata.get("score", "mean")
+        team = self.rewards.mean(-1) if rule == "mean" else self.rewards[:, 0]
+        csum = np.concatenate([[0.0], np.cumsum(team, dtype=np.float64)])
+        return np.array([csum[b] - csum[a] for a, b in self.episode_bounds()])
+
+
+def to_npz_dict(ds: OfflineDataset) -> dict[str, np.ndarray]:
+    """Arrays plus the JSON metadata (with a fresh checksum) as a dict ready for ``np.savez``."""
+    meta = dict(ds.metadata)
+    meta["format_version"] = FORMAT_VERSION
+    meta["checksum"] = ds.checksum()
+    return {**ds.arrays(), "metadata": np.array(json.dumps(meta, sort_keys=True))}
+
+
+def save_dataset(ds: OfflineDataset, path: str | Path, overwrite: bool = False) -> Path:
+    """Validate, then write ``path`` atomically; never replaces a file unless ``overwrite``."""
+    from om2p_lite.data.validate import validate_arrays
+
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise DatasetError(str(path), "<file>", "dataset files must end in .npz",
+                           "choose an output name ending in .npz")
+    payload = to_npz_dict(ds)
+    validate_arrays({k: v for k, v in payload.items() if k != "metadata"},
+                    json.loads(str(payload["metadata"])), str(path))
+    if path.exists() and not overwrite:
+        raise DatasetError(str(path), "<file>", "a file already exists there and would be "
+                           "overwritten", "choose another output path, or delete the old file "
+                           "yourself if you really mean to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **payload)
+    try:
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if someone created ``path`` meanwhile: never clobbers
+    except FileExistsError as err:
+        raise DatasetError(str(path), "<file>", "a file appeared there while writing",
+                           "choose another output path") from err
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_dataset(path: str | Path, verify_checksum: bool = True) -> OfflineDataset:
+    """Read and fully validate a dataset file; raise ``DatasetError`` on the first problem."""
+    from om2p_lite.data.validate import read_npz, validate_arrays
+
+    arrays, meta = read_npz(path)
+    validate_arrays(arrays, meta, str(path), verify_checksum=verify_checksum)
+    return OfflineDataset(**{k: arrays[k] for k in ARRAY_FIELDS}, metadata=meta)

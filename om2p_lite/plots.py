@@ -1,0 +1,134 @@
+"""Plotly figures for the book, drawn from results the library computed.
+
+Not a results store: every function takes arrays and returns a ``go.Figure``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf")
+
+
+def setup_plotly() -> str:
+    """Pick a renderer that draws with no network: ``colab`` in Colab, else ``notebook``.
+
+    ``notebook`` embeds plotly.js in the page, so the static book draws offline.
+    """
+    import plotly.io as pio
+
+    pio.renderers.default = "colab" if "google.colab" in sys.modules else "notebook"
+    return pio.renderers.default
+
+
+def _np(y: object) -> np.ndarray:
+    if hasattr(y, "detach"):
+        y = y.detach().cpu().numpy()  # type: ignore[union-attr]
+    return np.asarray(y, dtype=float)
+
+
+def scatter_clouds(clouds: Mapping[str, object], modes: object | None = None,
+                   title: str = "", size: float = 3.0, lim: float = 1.05):
+    """One square panel per sample cloud (N, 2), with the data's modes marked."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    names = list(clouds)
+    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names,
+                        horizontal_spacing=0.04)
+    for i, name in enumerate(names, start=1):
+        xy = _np(clouds[name])
+        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=name,
+                                   marker={"size": size, "opacity": 0.5,
+                                           "color": PALETTE[(i - 1) % len(PALETTE)]},
+                                   showlegend=False), row=1, col=i)
+        if modes is not None:
+            m = _np(modes)
+            fig.add_trace(go.Scatter(x=m[:, 0], y=m[:, 1], mode="markers", name="modes",
+                                     marker={"symbol": "x", "size": 8, "color": "black"},
+                                     showlegend=i == 1), row=1, col=i)
+        fig.update_xaxes(range=[-lim, lim], title_text="agent 1 action", row=1, col=i)
+        fig.update_yaxes(range=[-lim, lim], scaleanchor=f"x{i if i > 1 else ''}", row=1, col=i)
+    fig.update_yaxes(title_text="agent 2 action", row=1, col=1)
+    fig.update_layout(title=title, height=340, width=max(360, 300 * len(names)),
+                      margin={"t": 60, "b": 40, "l": 50, "r": 10})
+    return fig
+
+
+def lines(x: object, ys: Mapping[str, object], title: str = "", xlabel: str = "",
+          ylabel: str = "", log_x: bool = False, log_y: bool = False, markers: bool = True):
+    """Several named curves over a shared x."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for i, (name, y) in enumerate(ys.items()):
+        fig.add_trace(go.Scatter(x=_np(x), y=_np(y), name=name,
+                                 mode="lines+markers" if markers else "lines",
+                                 line={"color": PALETTE[i % len(PALETTE)]}))
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=380,
+                      xaxis_type="log" if log_x else None, yaxis_type="log" if log_y else None)
+    return fig
+
+
+def bands(x: object, runs: Mapping[str, object], title: str = "", xlabel: str = "",
+          ylabel: str = ""):
+    """Mean ± std bands over seeds: ``runs[name]`` is (n_seeds, len(x))."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    xs = _np(x)
+    for i, (name, ys) in enumerate(runs.items()):
+        arr = np.atleast_2d(_np(ys))
+        mean, std = arr.mean(0), arr.std(0)
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]),
+                                 y=np.concatenate([mean + std, (mean - std)[::-1]]),
+                                 fill="toself", fillcolor=color, opacity=0.2,
+                                 line={"width": 0}, hoverinfo="skip", showlegend=False))
+        fig.add_trace(go.Scatter(x=xs, y=mean, name=f"{name} (n={arr.shape[0]})",
+                                 line={"color": color}))
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=380)
+    return fig
+
+
+def slider_lines(x: object, frames: Mapping[str, Mapping[str, object]], title: str = "",
+                 xlabel: str = "", ylabel: str = "", slider_label: str = ""):
+    """A precomputed sweep behind a plotly slider: ``frames[label][curve] = y``.
+
+    The static book's stand-in for a live widget: every position was computed beforehand.
+    """
+    import plotly.graph_objects as go
+
+    labels = list(frames)
+    xs = _np(x)
+    curves = list(frames[labels[0]])
+    fig = go.Figure()
+    for j, label in enumerate(labels):
+        for i, curve in enumerate(curves):
+            fig.add_trace(go.Scatter(x=xs, y=_np(frames[label][curve]), name=curve,
+                                     visible=j == 0, line={"color": PALETTE[i % len(PALETTE)]}))
+    steps = []
+    for j, label in enumerate(labels):
+        visible = [k // len(curves) == j for k in range(len(labels) * len(curves))]
+        steps.append({"method": "update", "label": label,
+                      "args": [{"visible": visible}, {"title": f"{title} — {label}"}]})
+    fig.update_layout(title=f"{title} — {labels[0]}", xaxis_title=xlabel, yaxis_title=ylabel,
+                      height=420, sliders=[{"active": 0, "steps": steps,
+                                            "currentvalue": {"prefix": slider_label}}])
+    return fig
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]], title: str = ""):
+    """A plain plotly table (numbers formatted by the caller)."""
+    import plotly.graph_objects as go
+
+    cols = list(zip(*rows, strict=True)) if rows else [[] for _ in header]
+    fig = go.Figure(go.Table(header={"values": list(header)},
+                             cells={"values": [list(c) for c in cols]}))
+    fig.update_layout(title=title, height=60 + 30 * (len(rows) + 1),
+                      margin={"t": 40, "b": 10})
+    return fig

@@ -1,0 +1,114 @@
+"""Budgets, device choice, seeding, networks, samplers and the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import om2p_lite as om
+from om2p_lite.cli import main
+
+
+def test_budgets_are_ordered_and_selected_by_env(monkeypatch):
+    smoke, book, full = (om.get_budget(n) for n in ("smoke", "book", "full"))
+    assert smoke.toy_steps < book.toy_steps < full.toy_steps
+    monkeypatch.setenv("OM2P_BUDGET", "smoke")
+    assert om.get_budget().name == "smoke"
+    assert om.get_budget(toy_steps=7).toy_steps == 7
+    with pytest.raises(ValueError, match="unknown budget 'huge'"):
+        om.get_budget("huge")
+    with pytest.raises(ValueError, match="unknown budget field"):
+        om.get_budget("smoke", steps=3)
+
+
+def test_pick_device(monkeypatch):
+    monkeypatch.delenv("OM2P_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert om.pick_device().type == expected
+    monkeypatch.setenv("OM2P_DEVICE", "cpu")
+    assert om.pick_device() == torch.device("cpu")
+    monkeypatch.setenv("OM2P_DEVICE", "gpu0")
+    with pytest.raises(ValueError, match="not a device name"):
+        om.pick_device()
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            om.pick_device("cuda")
+
+
+def test_seeding_is_reproducible():
+    om.seed_everything(3)
+    a = torch.randn(5)
+    gen = om.seed_everything(3)
+    assert torch.equal(a, torch.randn(5))
+    again = om.seed_everything(3)
+    assert torch.equal(torch.randn(2, generator=gen), torch.randn(2, generator=again))
+    with pytest.raises(ValueError, match="non-negative int"):
+        om.seed_everything(-1)
+
+
+def test_velocity_net_shapes_batched_and_unbatched():
+    net = om.VelocityNet(4, 3, hidden=16, depth=2)
+    o, x, r = torch.randn(5, 4), torch.randn(5, 3), torch.rand(5, 1)
+    assert net(o, x, r, r).shape == (5, 3)
+    assert net(o[0], x[0], r[0], r[0]).shape == (3,)
+    with pytest.raises(ValueError, match="depth >= 1"):
+        om.mlp(3, 2, depth=0)
+
+
+def test_samplers_one_step_definition_and_range():
+    net = om.VelocityNet(2, 3, hidden=16, depth=2)
+    o, eps = torch.randn(7, 2), torch.randn(7, 3)
+    a = om.sample_meanflow(net, o, 3, steps=1, eps=eps, clip=False)
+    zeros, ones = torch.zeros(7, 1), torch.ones(7, 1)
+    assert torch.allclose(a, eps + net(o, eps, zeros, ones))  # (eq-one-step)
+    for k in (1, 4):
+        assert om.sample_flow(net, o * 100, 3, k).abs().max() <= 1
+        assert om.sample_meanflow(net, o * 100, 3, k).abs().max() <= 1
+    with pytest.raises(ValueError, match="steps must be an int >= 1"):
+        om.sample_flow(net, o, 3, steps=0)
+
+
+def test_fit_toy_rejects_bad_input():
+    data = torch.rand(10, 2)
+    with pytest.raises(ValueError, match="unknown toy method"):
+        om.fit_toy("gan", data)
+    with pytest.raises(ValueError, match="Δr must be > 0"):
+        om.fit_toy("meanflow", data, estimator="fd", dr=0.0)
+    with pytest.raises(ValueError, match="4 numbers"):
+        om.fit_toy("meanflow", data, xi=[1, 2])
+    with pytest.raises(ValueError, match="unknown toy kind"):
+        om.toy_joint_actions(10, "spiral")
+
+
+def test_gaussian_policy_averages_modes_but_flow_does_not():
+    data = om.toy_joint_actions(4000, "coordination", generator=torch.Generator().manual_seed(0))
+    mse = om.fit_toy("mse", data, steps=300, batch=256, hidden=32, depth=2, lr=1e-2)
+    a = mse.sample(10)
+    assert a.norm(dim=1).max() < 0.2  # the regressor sits between the two modes
+
+
+def test_cli_toy_and_clean_errors(capsys):
+    assert main(["toy", "--budget", "smoke", "--steps", "20", "--method", "flow"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["steps"] == 20 and out["sliced_wasserstein"] > 0
+    assert main(["toy", "--budget", "smoke", "--steps", "5", "--estimator", "fd",
+                 "--dr", "-1"]) == 2
+    assert "Δr must be > 0" in capsys.readouterr().err
+    assert main(["info", "--budget", "nope"]) == 2
+
+
+def test_module_entry_point_runs():
+    res = subprocess.run([sys.executable, "-m", "om2p_lite", "--help"], capture_output=True,
+                         text=True, check=False)
+    assert res.returncode == 0 and "toy" in res.stdout
+
+
+def test_import_is_light():
+    code = "import sys, om2p_lite; print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert res.stdout.strip() == "False"
