@@ -24,6 +24,8 @@ _EXPORTS: dict[str, str] = {
     "GaussianAverageVelocity": "toys",
     "sliced_wasserstein": "metrics", "mode_coverage": "metrics",
     "fit_toy": "toytrain", "ToyFit": "toytrain",
+    "fd_error_sweep": "meanflow", "provenance": "provenance", "git_commit": "provenance",
+    "median_seconds": "timing",
     "plots": "plots",
 }
 
@@ -33,7 +35,7 @@ def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'om2p_lite' has no attribute {name!r}")
     module = importlib.import_module(f".{_EXPORTS[name]}", __name__)
-    return module if name == _EXPORTS[name] else getattr(module, name)
+    return getattr(module, name) if hasattr(module, name) else module
 
 
 def __dir__() -> list[str]:

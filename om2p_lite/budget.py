@@ -20,23 +20,32 @@ class Budget:
     toy_batch: int  # batch size for the 2-D toy policies
     toy_hidden: int  # hidden width of toy networks
     toy_depth: int  # hidden layers of toy networks
+    toy_lr: float  # Adam learning rate for the toy policies
     n_samples: int  # samples drawn to evaluate a generative policy
     n_seeds: int  # independent seeds for curves with bands
     eval_every: int  # steps between evaluations inside a training curve
     sweep_points: int  # values per hyper-parameter sweep
 
+    def toy_kwargs(self) -> dict[str, float]:
+        """Keyword arguments of ``fit_toy`` that this budget sets."""
+        return {"steps": self.toy_steps, "batch": self.toy_batch, "hidden": self.toy_hidden,
+                "depth": self.toy_depth, "lr": self.toy_lr}
+
 
 BUDGETS: dict[str, Budget] = {
-    "smoke": Budget("smoke", toy_steps=300, toy_batch=256, toy_hidden=64, toy_depth=2,
-                    n_samples=1000, n_seeds=1, eval_every=100, sweep_points=3),
+    "smoke": Budget("smoke", toy_steps=1000, toy_batch=256, toy_hidden=64, toy_depth=2,
+                    toy_lr=2e-3,
+                    n_samples=1000, n_seeds=2, eval_every=250, sweep_points=3),
     "book": Budget("book", toy_steps=3000, toy_batch=512, toy_hidden=128, toy_depth=3,
+                   toy_lr=1e-3,
                    n_samples=4000, n_seeds=3, eval_every=250, sweep_points=6),
     "full": Budget("full", toy_steps=20000, toy_batch=1024, toy_hidden=256, toy_depth=4,
+                   toy_lr=5e-4,
                    n_samples=20000, n_seeds=5, eval_every=1000, sweep_points=12),
 }
 
 
-def get_budget(name: str | None = None, **overrides: int) -> Budget:
+def get_budget(name: str | None = None, **overrides: float) -> Budget:
     """Return the preset ``name`` (default: ``$OM2P_BUDGET``, else ``book``), with overrides."""
     name = name if name is not None else os.environ.get(BUDGET_ENV, "book")
     key = name.strip().lower()

@@ -31,6 +31,14 @@ def _np(y: object) -> np.ndarray:
     return np.asarray(y, dtype=float)
 
 
+def _x(x: object) -> object:
+    """x values as floats when numeric, else as given (category labels)."""
+    try:
+        return _np(x)
+    except (TypeError, ValueError):
+        return list(x)  # type: ignore[call-overload]
+
+
 def scatter_clouds(clouds: Mapping[str, object], modes: object | None = None,
                    title: str = "", size: float = 3.0, lim: float = 1.05):
     """One square panel per sample cloud (N, 2), with the data's modes marked."""
@@ -66,7 +74,7 @@ def lines(x: object, ys: Mapping[str, object], title: str = "", xlabel: str = ""
 
     fig = go.Figure()
     for i, (name, y) in enumerate(ys.items()):
-        fig.add_trace(go.Scatter(x=_np(x), y=_np(y), name=name,
+        fig.add_trace(go.Scatter(x=_x(x), y=_np(y), name=name,
                                  mode="lines+markers" if markers else "lines",
                                  line={"color": PALETTE[i % len(PALETTE)]}))
     fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=380,

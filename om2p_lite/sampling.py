@@ -35,7 +35,7 @@ def sample_flow(net: VelocityFn, o: torch.Tensor, act_dim: int, steps: int = 10,
 
 def sample_meanflow(net: VelocityFn, o: torch.Tensor, act_dim: int, steps: int = 1,
                     eps: torch.Tensor | None = None, clip: bool = True) -> torch.Tensor:
-    """x_{τ'} = x_τ + (τ' - τ) u_θ(o, x_τ, τ, τ'); one step a = ε + u_θ(o, ε, 0, 1) (eq-one-step)."""
+    """x_{τ'} = x_τ + (τ' - τ) u_θ(o, x_τ, τ, τ'); one step: ε + u_θ(o, ε, 0, 1) (eq-one-step)."""
     _check_steps(steps)
     x = _noise(o, act_dim, eps)  # (B, act_dim)
     grid = torch.linspace(0.0, 1.0, steps + 1).tolist()

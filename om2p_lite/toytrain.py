@@ -81,7 +81,7 @@ def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256
     ``flow`` draws r from ξ and regresses the instantaneous velocity; ``meanflow`` draws
     (r, t) pairs from ξ with ``ratio`` of them r ≠ t and uses the chosen du/dr estimator.
     With ``eval_every`` > 0 it logs the sliced Wasserstein distance of ``eval_steps``-step
-    samples to the data along the way.
+    samples to the data at step 0 and every ``eval_every`` steps.
     """
     if method not in TOY_METHODS:
         raise ValueError(f"unknown toy method {method!r}: choose one of {TOY_METHODS}")
@@ -102,7 +102,15 @@ def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256
     net = net.to(device=device, dtype=dtype)
     fit = ToyFit(method, net, act_dim)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
+    def evaluate(step: int) -> None:
+        eps = torch.randn(eval_samples, act_dim, generator=eval_gen)
+        samples = fit.sample(eval_samples, eval_steps, eps)
+        fit.evals.append({"step": step, "sw": sliced_wasserstein(
+            samples, data[:eval_samples], generator=eval_gen)})
+
     start = time.perf_counter()
+    if eval_every:
+        evaluate(0)
     for step in range(1, steps + 1):
         idx = torch.randint(len(data), (batch,), generator=gen).to(device)
         a = data[idx]  # (B, act_dim)
@@ -124,9 +132,6 @@ def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256
         opt.step()
         fit.losses.append(float(loss.detach()))
         if eval_every and (step % eval_every == 0 or step == steps):
-            eps = torch.randn(eval_samples, act_dim, generator=eval_gen)
-            samples = fit.sample(eval_samples, eval_steps, eps)
-            fit.evals.append({"step": step, "sw": sliced_wasserstein(
-                samples, data[:eval_samples], generator=eval_gen)})
+            evaluate(step)
     fit.seconds = time.perf_counter() - start
     return fit
