@@ -1,7 +1,7 @@
 """The straight noise→action path and the flow-matching loss on it.
 
 Not the mean-flow target (``meanflow``) nor the samplers (``sampling``).
-Convention: noise at time 0, action at time 1.
+Convention: noise at time 0, action at time 1. Taught in chapter 1 (book/01_flow_matching).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The mean-flow target u_tgt = v + (t - r) du/dr, its four du/dr estimators, and the loss.
 
 Not the time sampler (``timesteps``) nor action sampling (``sampling``).
+Taught in chapter 2 (book/02_mean_flow).
 """
 
 from __future__ import annotations

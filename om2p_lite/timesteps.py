@@ -2,6 +2,7 @@
 
 Not the samplers of actions (see ``sampling``). The ξ family is this project's
 reconstruction of the paper's "generalised timestep distribution" (its exact form is not public).
+Taught in chapter 3 (book/03_timesteps).
 """
 
 from __future__ import annotations

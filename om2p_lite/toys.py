@@ -1,6 +1,7 @@
 """Two-dimensional toy "joint actions" and a Gaussian whose average velocity is known exactly.
 
 Not environments: no dynamics or rewards, only action distributions to learn and sample.
+Used in chapters 1-3.
 """
 
 from __future__ import annotations
