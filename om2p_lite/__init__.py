@@ -26,7 +26,7 @@ _EXPORTS: dict[str, str] = {
     "fit_toy": "toytrain", "ToyFit": "toytrain",
     "fd_error_sweep": "meanflow", "provenance": "provenance", "git_commit": "provenance",
     "median_seconds": "timing",
-    "plots": "plots",
+    "plots": "plots", "widgets": "widgets",
 }
 
 

@@ -130,6 +130,36 @@ def slider_lines(x: object, frames: Mapping[str, Mapping[str, object]], title: s
     return fig
 
 
+def slider_clouds(frames: Mapping[str, object], modes: object | None = None,
+                  title: str = "", lim: float = 1.05, slider_label: str = ""):
+    """A precomputed sweep of 2-D sample clouds behind a plotly slider (one frame each)."""
+    import plotly.graph_objects as go
+
+    labels = list(frames)
+    fig = go.Figure()
+    for j, label in enumerate(labels):
+        xy = _np(frames[label])
+        fig.add_trace(go.Scattergl(x=xy[:, 0], y=xy[:, 1], mode="markers", name=label,
+                                   visible=j == 0, showlegend=False,
+                                   marker={"size": 3, "opacity": 0.5, "color": PALETTE[0]}))
+    if modes is not None:
+        m = _np(modes)
+        fig.add_trace(go.Scatter(x=m[:, 0], y=m[:, 1], mode="markers", name="modes",
+                                 marker={"symbol": "x", "size": 8, "color": "black"}))
+    steps = []
+    for j, label in enumerate(labels):
+        visible = [k == j for k in range(len(labels))] + ([True] if modes is not None else [])
+        steps.append({"method": "update", "label": label,
+                      "args": [{"visible": visible}, {"title": f"{title} — {label}"}]})
+    fig.update_layout(title=f"{title} — {labels[0]}", height=480, width=480,
+                      xaxis={"range": [-lim, lim], "title": "agent 1 action"},
+                      yaxis={"range": [-lim, lim], "title": "agent 2 action",
+                             "scaleanchor": "x"},
+                      sliders=[{"active": 0, "steps": steps,
+                                "currentvalue": {"prefix": slider_label}}])
+    return fig
+
+
 def table(header: Sequence[str], rows: Sequence[Sequence[object]], title: str = ""):
     """A plain plotly table (numbers formatted by the caller)."""
     import plotly.graph_objects as go
