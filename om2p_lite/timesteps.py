@@ -172,13 +172,26 @@ def make_time_sampler(spec: TimeSampler | Sequence[float] | str) -> TimeSampler:
     return Xi.parse(spec)
 
 
+PAIRINGS = ("sorted", "independent")
+
+
 def sample_r_t(n: int, sampler: TimeSampler, ratio: float = 0.25,
                generator: torch.Generator | None = None,
-               device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
-    """(r, t), each (n, 1): two draws, r = min, t = max; with prob. 1 - ratio, t = r."""
+               device: torch.device | str = "cpu",
+               pairing: str = "sorted") -> tuple[torch.Tensor, torch.Tensor]:
+    """(r, t), each (n, 1), from two draws of ``sampler``.
+
+    ``sorted`` (MeanFlow): r = min, t = max, and with prob. 1 - ratio, t = r.
+    ``independent`` (the public OM2P code): r and t are the two draws as they come, in either
+    order, with no r = t share (``ratio`` is ignored); the identity holds for t < r too.
+    """
     if not 0.0 <= ratio <= 1.0:
         raise ValueError(f"ratio (fraction of r ≠ t pairs) must be in [0, 1], got {ratio}")
+    if pairing not in PAIRINGS:
+        raise ValueError(f"unknown pairing {pairing!r}: choose one of {PAIRINGS}")
     tau = sampler.sample(2 * n, generator=generator).view(n, 2)
+    if pairing == "independent":
+        return tau[:, :1].to(device), tau[:, 1:].to(device)
     r, t = tau.min(dim=1, keepdim=True).values, tau.max(dim=1, keepdim=True).values
     equal = torch.rand(n, 1, generator=generator) >= ratio
     t = torch.where(equal, r, t)

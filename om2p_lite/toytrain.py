@@ -73,13 +73,15 @@ class ToyFit:
 def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256,
             hidden: int = 128, depth: int = 3, lr: float = 1e-3, estimator: str = "jvp",
             dr: float = 1e-3, xi: TimeSampler | Sequence[float] | str = "uniform",
-            ratio: float = 0.25, seed: int = 0, device: torch.device | str = "cpu",
-            dtype: torch.dtype = torch.float32, eval_every: int = 0,
+            ratio: float = 0.25, pairing: str = "sorted", seed: int = 0,
+            device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+            eval_every: int = 0,
             eval_steps: int = 1, eval_samples: int = 1000) -> ToyFit:
     """Train one toy policy on ``data`` (N, act_dim) and return it with its losses.
 
     ``flow`` draws r from ξ and regresses the instantaneous velocity; ``meanflow`` draws
-    (r, t) pairs from ξ with ``ratio`` of them r ≠ t and uses the chosen du/dr estimator.
+    (r, t) pairs from ξ (``pairing``, ``ratio``: see ``sample_r_t``) and uses the chosen du/dr
+    estimator.
     With ``eval_every`` > 0 it logs the sliced Wasserstein distance of ``eval_steps``-step
     samples to the data at step 0 and every ``eval_every`` steps.
     """
@@ -116,7 +118,7 @@ def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256
         a = data[idx]  # (B, act_dim)
         o = no_obs(batch, device).to(dtype)
         if method == "meanflow":
-            r, t = sample_r_t(batch, sampler, ratio, gen, device)
+            r, t = sample_r_t(batch, sampler, ratio, gen, device, pairing)
             loss, _ = meanflow_loss(net, o, a, r.to(dtype), t.to(dtype), estimator, dr)
         elif method == "flow":
             r = sampler.sample(batch, gen, device).to(dtype)

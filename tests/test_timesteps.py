@@ -75,6 +75,16 @@ def test_bad_xi_raises_clear_error(bad, match):
         om.make_time_sampler(bad)
 
 
-def test_bad_ratio():
+def test_bad_ratio_and_pairing():
     with pytest.raises(ValueError, match="ratio"):
         om.sample_r_t(4, om.Xi(), ratio=1.5)
+    with pytest.raises(ValueError, match="unknown pairing"):
+        om.sample_r_t(4, om.Xi(), pairing="shuffled")
+
+
+def test_independent_pairs_are_unordered_draws_of_the_law():
+    r, t = om.sample_r_t(20_000, om.Xi(4, 4), 0.25, torch.Generator().manual_seed(0),
+                         pairing="independent")
+    assert 0.45 < float((r < t).float().mean()) < 0.55  # either order, no r = t share
+    for draws in (r, t):
+        assert stats.kstest(draws.squeeze(1).numpy(), stats.beta(5, 5).cdf).pvalue > 1e-3
