@@ -33,9 +33,9 @@ class Budget:
 
 
 BUDGETS: dict[str, Budget] = {
-    "smoke": Budget("smoke", toy_steps=1000, toy_batch=256, toy_hidden=64, toy_depth=2,
+    "smoke": Budget("smoke", toy_steps=600, toy_batch=256, toy_hidden=64, toy_depth=2,
                     toy_lr=2e-3,
-                    n_samples=1000, n_seeds=2, eval_every=250, sweep_points=3),
+                    n_samples=1000, n_seeds=2, eval_every=150, sweep_points=3),
     "book": Budget("book", toy_steps=3000, toy_batch=512, toy_hidden=128, toy_depth=3,
                    toy_lr=1e-3,
                    n_samples=4000, n_seeds=3, eval_every=250, sweep_points=6),

@@ -15,13 +15,29 @@ PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e
 
 
 def setup_plotly() -> str:
-    """Pick a renderer that draws with no network: ``colab`` in Colab, else ``notebook``.
+    """Pick a renderer that draws with no network: ``colab`` in Colab, else ``om2p``.
 
-    ``notebook`` embeds plotly.js in the page, so the static book draws offline.
+    ``om2p`` is plotly's ``notebook`` renderer (plotly.js embedded once per page, so the
+    static book draws offline) without the MathJax script tag it would load from a CDN.
     """
     import plotly.io as pio
+    from plotly.io.base_renderers import NotebookRenderer
 
-    pio.renderers.default = "colab" if "google.colab" in sys.modules else "notebook"
+    class OfflineNotebookRenderer(NotebookRenderer):
+        """The ``notebook`` renderer minus its MathJax CDN tag (labels use Unicode, not TeX)."""
+
+        def to_mimebundle(self, fig_dict: dict) -> dict:
+            html = pio.to_html(fig_dict, config=self.config, auto_play=self.auto_play,
+                               include_plotlyjs=self.include_plotlyjs, include_mathjax=False,
+                               full_html=False, animation_opts=self.animation_opts,
+                               default_width="100%", default_height=525, validate=False)
+            return {"text/html": html}
+
+    if "google.colab" in sys.modules:
+        pio.renderers.default = "colab"
+    else:
+        pio.renderers["om2p"] = OfflineNotebookRenderer()
+        pio.renderers.default = "om2p"
     return pio.renderers.default
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ def load_script(name: str):
     """Import scripts/<name>.py as a module (scripts/ is not a package)."""
     spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up here
     spec.loader.exec_module(module)
     return module
 
@@ -61,9 +63,9 @@ def test_browser_check_opens_every_page_of_the_toc() -> None:
     assert pages[0] == "book/intro"
     assert "book/00_what_is_om2p" in pages
     assert len(pages) == len(set(pages))
-    for page in pages:
-        assert any((REPO / f"{page}{ext}").is_file() for ext in (".md", ".ipynb")) or \
-            page.startswith("book/0"), f"{page} in _toc.yml has no source file"
+    missing = [p for p in pages
+               if not any((REPO / f"{p}{ext}").is_file() for ext in (".md", ".ipynb"))]
+    assert not missing, f"pages in _toc.yml without a source file: {missing}"
 
 
 def test_toc_parser_walks_parts_and_sections(tmp_path: Path) -> None:
