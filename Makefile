@@ -27,7 +27,7 @@ export OM2P_STATIC := 1
 # Tools, kernels and scripts all come from the project's virtualenv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup book test lint unit nbval browser-check hooks clean
+.PHONY: help setup book test lint unit nbval browser-check bench bench-gpu hooks clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -80,6 +80,12 @@ browser-check: setup  ## build the book at smoke budget into _build/smoke, open 
 	OM2P_BUDGET=smoke $(BIN)/jupyter-book build . $(JB_FLAGS) --path-output _build/smoke
 	$(PY) scripts/browser_check.py --html _build/smoke/_build/html --screenshots _build \
 	  --chromium $(CHROMIUM)
+
+bench: setup  ## CPU benchmarks (< 10 min): ratio tables, JSON in data/results/bench
+	$(PY) bench/run_all.py
+
+bench-gpu: setup  ## the same benchmarks on CUDA, at the GPU budget
+	$(PY) bench/run_all.py --budget gpu --device cuda
 
 hooks: setup  ## strip notebook outputs on every commit (git filter from .gitattributes)
 	$(BIN)/nbstripout --install

@@ -26,7 +26,9 @@ _EXPORTS: dict[str, str] = {
     "fit_toy": "toytrain", "ToyFit": "toytrain",
     "fd_error_sweep": "meanflow", "provenance": "provenance", "git_commit": "provenance",
     "median_seconds": "timing",
-    "plots": "plots", "widgets": "widgets",
+    "DiffusionSchedule": "diffusion", "diffusion_loss": "diffusion",
+    "sample_diffusion": "diffusion",
+    "plots": "plots", "widgets": "widgets", "bench_report": "bench_report",
 }
 
 

@@ -42,5 +42,5 @@ def sample_meanflow(net: VelocityFn, o: torch.Tensor, act_dim: int, steps: int =
     for r_, t_ in zip(grid[:-1], grid[1:], strict=True):
         r = torch.full((x.shape[0], 1), r_, device=x.device, dtype=x.dtype)
         t = torch.full((x.shape[0], 1), t_, device=x.device, dtype=x.dtype)
-        x = x + (t - r) * net(o, x, r, t)  # (eq-one-step)
+        x = x + (t_ - r_) * net(o, x, r, t)  # (eq-one-step); floats keep stacked shapes
     return x.clamp(-1, 1) if clip else x
