@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+LEGEND_BELOW = {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0}
+
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
            "#7f7f7f", "#bcbd22", "#17becf")
 
@@ -93,8 +95,9 @@ def lines(x: object, ys: Mapping[str, object], title: str = "", xlabel: str = ""
         fig.add_trace(go.Scatter(x=_x(x), y=_np(y), name=name,
                                  mode="lines+markers" if markers else "lines",
                                  line={"color": PALETTE[i % len(PALETTE)]}))
-    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=380,
-                      xaxis_type="log" if log_x else None, yaxis_type="log" if log_y else None)
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=420,
+                      xaxis_type="log" if log_x else None, yaxis_type="log" if log_y else None,
+                      legend=LEGEND_BELOW)
     return fig
 
 
@@ -115,7 +118,8 @@ def bands(x: object, runs: Mapping[str, object], title: str = "", xlabel: str = 
                                  line={"width": 0}, hoverinfo="skip", showlegend=False))
         fig.add_trace(go.Scatter(x=xs, y=mean, name=f"{name} (n={arr.shape[0]})",
                                  line={"color": color}))
-    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=380)
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=420,
+                      legend=LEGEND_BELOW)
     return fig
 
 
