@@ -27,7 +27,7 @@ export OM2P_STATIC := 1
 # Tools, kernels and scripts all come from the project's virtualenv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup book test lint unit nbval browser-check bench bench-gpu hooks clean
+.PHONY: help setup book test lint unit nbval browser-check bench bench-gpu results table hooks clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -86,6 +86,12 @@ bench: setup  ## CPU benchmarks (< 10 min): ratio tables, JSON in data/results/b
 
 bench-gpu: setup  ## the same benchmarks on CUDA, at the GPU budget
 	$(PY) bench/run_all.py --budget gpu --device cuda
+
+results: setup  ## run (or resume) the main results grid into data/results/main
+	$(PY) -m om2p_lite grid --experiment data/results/main.toml
+
+table: setup  ## print the main results table (normalised scores) from data/results/main
+	$(PY) -m om2p_lite table --results data/results/main --metric normalised
 
 hooks: setup  ## strip notebook outputs on every commit (git filter from .gitattributes)
 	$(BIN)/nbstripout --install

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from om2p_lite.device import pick_device
-from om2p_lite.provenance import provenance
+from om2p_lite.record import provenance
 from om2p_lite.timing import median_seconds
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,10 +24,15 @@ _EXPORTS: dict[str, str] = {
     "GaussianAverageVelocity": "toys",
     "sliced_wasserstein": "metrics", "mode_coverage": "metrics",
     "fit_toy": "toytrain", "ToyFit": "toytrain",
-    "fd_error_sweep": "meanflow", "provenance": "provenance", "git_commit": "provenance",
+    "fd_error_sweep": "meanflow", "provenance": "record", "git_commit": "record",
     "median_seconds": "timing",
     "DiffusionSchedule": "diffusion", "diffusion_loss": "diffusion",
     "sample_diffusion": "diffusion",
+    "StackedMLP": "stacked", "StackedVelocityNet": "stacked", "stacked_du_dr": "stacked",
+    "sample_stacked": "stacked", "StackedCritic": "critics",
+    "TrainConfig": "train", "budget_config": "train",
+    "evaluate_agent": "evaluate", "make_agent": "agents", "ALGORITHMS": "agents",
+    "load_results": "results", "results_table": "results", "table_markdown": "results",
     "plots": "plots", "widgets": "widgets", "bench_report": "bench_report",
 }
 

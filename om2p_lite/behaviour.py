@@ -87,16 +87,27 @@ class ScriptedPolicy:
 
 @dataclass
 class ActorPolicy:
-    """A trained deterministic actor (AgentMLP with tanh output)."""
+    """A trained deterministic actor, run in NumPy (tiny batches: no torch thread overhead)."""
 
-    actor: AgentMLP
-    mask: np.ndarray
+    weights: list[np.ndarray]  # per layer (A, d_in, d_out)
+    biases: list[np.ndarray]  # per layer (A, d_out)
+    mask: np.ndarray  # (A, act_dim)
 
-    @torch.no_grad()
+    @classmethod
+    def from_module(cls, actor: AgentMLP, mask: np.ndarray) -> ActorPolicy:
+        """Copy an AgentMLP's parameters out of torch."""
+        return cls([w.detach().cpu().numpy().copy() for w in actor.weights],
+                   [b.detach().cpu().numpy().copy() for b in actor.biases], mask)
+
     def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One batched forward pass on the CPU."""
-        a = self.actor(torch.as_tensor(obs, dtype=torch.float32)).numpy()
-        return (a * self.mask).astype(np.float32)
+        """The same maths as ``AgentMLP.forward`` with a tanh output."""
+        h = np.swapaxes(obs.astype(np.float32), 0, 1)  # (A, B, in)
+        last = len(self.weights) - 1
+        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            h = np.matmul(h, w) + b[:, None]  # (A, B, d_out)
+            if k < last:
+                h = np.maximum(h, 0.0)
+        return (np.swapaxes(np.tanh(h), 0, 1) * self.mask).astype(np.float32)
 
 
 @dataclass
@@ -140,8 +151,7 @@ def load_actor_snapshot(path: Path, spec: EnvSpec, which: str | int) -> ActorPol
     actor = AgentMLP(spec.n_agents, spec.obs_dim, spec.act_dim, hidden=cfg["hidden"],
                      depth=cfg["depth"], tanh_out=True)
     actor.load_state_dict(snap["state"])
-    actor.eval()
-    return ActorPolicy(actor, action_mask(spec))
+    return ActorPolicy.from_module(actor, action_mask(spec))
 
 
 def behaviour_policy(spec: EnvSpec, quality: str, progress: float = 1.0) -> NoisyPolicy | Policy:

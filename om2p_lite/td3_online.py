@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from om2p_lite.behaviour import AgentMLP, action_mask
-from om2p_lite.envs import VecEnv, team_score
+from om2p_lite.envs import VecEnv
+from om2p_lite.envs.rollout import rollout_returns
 
 
 @dataclass
@@ -108,24 +109,14 @@ class TD3Learner:
         return logs
 
 
-def evaluate_actor(actor_fn, task: str, episodes: int, seed: int,
-                   reward_variant: str = "mpe2") -> float:
-    """Mean team return of a deterministic batched policy over ``episodes`` parallel episodes."""
-    with VecEnv(task, episodes, seed=seed, reward_variant=reward_variant) as env:
-        obs, ret = env.reset(), np.zeros(episodes)
-        for _ in range(env.spec.episode_length):
-            _, r, _, _, obs = env.step(actor_fn(obs))
-            ret += team_score(r, env.spec.score)
-    return float(ret.mean())
-
-
 def _evaluate(learner: TD3Learner, cfg: TD3Config, seed: int) -> float:
     """Evaluate the current actor without exploration noise."""
     def actor_fn(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return learner.act(torch.as_tensor(obs)).numpy()
 
-    return evaluate_actor(actor_fn, cfg.task, cfg.eval_episodes, seed, cfg.reward_variant)
+    return float(rollout_returns(cfg.task, actor_fn, cfg.eval_episodes, seed,
+                                 cfg.reward_variant).mean())
 
 
 def train_td3(cfg: TD3Config, out_dir: Path, progress: bool = True) -> list[dict[str, float]]:

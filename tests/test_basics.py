@@ -112,3 +112,14 @@ def test_import_is_light():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert res.stdout.strip() == "False"
+
+
+def test_lazy_exports_resolve_to_the_same_object_every_time():
+    import importlib
+    import inspect
+
+    for name, module in om._EXPORTS.items():
+        importlib.import_module(f"om2p_lite.{module}")  # as if another part imported it first
+        first, second = getattr(om, name), getattr(om, name)
+        assert first is second, name
+        assert inspect.ismodule(first) == (name == module), name

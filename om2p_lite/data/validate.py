@@ -28,6 +28,7 @@ AXES = {"obs": "(N, n_agents, obs_dim)", "actions": "(N, n_agents, act_dim)",
         "rewards": "(N, n_agents)", "next_obs": "(N, n_agents, obs_dim)", "terminals": "(N,)",
         "timeouts": "(N,)", "episode_starts": "(N,)"}
 ACTION_TOL = 1e-6
+CHUNK = 65_536  # rows per block in the next_obs continuity check
 
 
 def read_npz(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -169,11 +170,13 @@ def _check_episodes(arrays: dict[str, np.ndarray], f: str) -> None:
                 "does not end an episode but row {r1} starts one")
         raise DatasetError(f, "episode_starts", f"row {row} " + what.format(r1=row + 1),
                            "every episode end must be followed by a start, and vice versa")
-    cont = ~end[:-1]
-    if cont.any():
-        gap = np.abs(arrays["next_obs"][:-1][cont] - arrays["obs"][1:][cont])
-        if gap.max() > 1e-5:
-            row = int(np.flatnonzero(cont)[int(np.argwhere(gap > 1e-5)[0][0])])
+    nxt, obs = arrays["next_obs"], arrays["obs"]
+    for lo in range(0, len(end) - 1, CHUNK):  # chunks keep memory flat on 1M-row files
+        hi = min(lo + CHUNK, len(end) - 1)
+        gap = np.abs(nxt[lo:hi] - obs[lo + 1:hi + 1]).reshape(hi - lo, -1).max(1)
+        bad = (gap > 1e-5) & ~end[lo:hi]
+        if bad.any():
+            row = lo + int(np.flatnonzero(bad)[0])
             raise DatasetError(f, "next_obs", f"row {row} does not equal obs of row {row + 1} "
                                "inside one episode", "keep transitions in time order, and "
                                "mark episode boundaries in episode_starts/timeouts")

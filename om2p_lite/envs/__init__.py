@@ -6,6 +6,7 @@ Not the simulators themselves (`mpe2`, `gymnasium_robotics`); those are imported
 from __future__ import annotations
 
 from om2p_lite.envs.base import EnvSpec, MultiAgentEnv, team_score
+from om2p_lite.envs.rollout import rollout_returns
 from om2p_lite.envs.vector import VecEnv
 
 TASKS = ("spread", "tag", "world", "halfcheetah")
@@ -33,4 +34,4 @@ def get_spec(task: str, reward_variant: str = "mpe2") -> EnvSpec:
 
 
 __all__ = ["TASKS", "MPE_TASKS", "EnvSpec", "MultiAgentEnv", "VecEnv", "make_env", "get_spec",
-           "team_score"]
+           "team_score", "rollout_returns"]

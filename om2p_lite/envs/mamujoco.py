@@ -6,6 +6,8 @@ Not a MuJoCo wrapper of our own: `gymnasium_robotics.mamujoco_v1` builds it. We 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 
 import numpy as np
@@ -30,7 +32,8 @@ class HalfCheetahEnv:
 
     def __init__(self, agent_obsk: int = AGENT_OBSK) -> None:
         _quiet_mujoco()
-        from gymnasium_robotics import mamujoco_v1
+        with contextlib.redirect_stderr(io.StringIO()):  # drop an unrelated Adroit notice
+            from gymnasium_robotics import mamujoco_v1
 
         self.env = mamujoco_v1.parallel_env("HalfCheetah", "2x3", agent_obsk=agent_obsk,
                                             max_episode_steps=EPISODE_LENGTH)

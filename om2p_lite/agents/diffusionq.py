@@ -1,0 +1,39 @@
+"""Diffusion+Q (DOM2 / Diffusion-QL style): a DDPM policy per agent plus the normalised Q term.
+
+Not a new diffusion core: noise schedule, loss and sampler come from ``om2p_lite.diffusion``.
+Denoising steps: ``cfg.diffusion_steps`` (default 5, Diffusion-QL's choice), VP schedule.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..diffusion import DiffusionSchedule, diffusion_loss, sample_diffusion
+from ..stacked import StackedVelocityNet, sample_stacked
+from .base import AgentDims, GenerativeQAgent
+
+
+class DiffusionQAgent(GenerativeQAgent):
+    """ε_θ(o_i, x_k, k/T, k/T) per agent; actions by T ancestral steps   (eq-ddpm-step)."""
+
+    name = "diffusionq"
+
+    def __init__(self, dims: AgentDims, cfg):
+        super().__init__(dims, cfg)
+        self.actor = StackedVelocityNet(dims.n_agents, dims.obs_dim, dims.act_dim, cfg.hidden,
+                                        cfg.depth)
+        self.adam("actor", self.actor)
+        self.schedule = DiffusionSchedule(cfg.diffusion_steps)
+
+    def generative_loss(self, obs: torch.Tensor, actions: torch.Tensor,
+                        ) -> tuple[torch.Tensor, dict[str, float]]:
+        """L_DDPM summed over agents   (eq-ddpm-loss); one step index k per (sample, agent)."""
+        B, A, _ = actions.shape
+        k = torch.randint(1, self.schedule.steps + 1, (B, A), device=obs.device)
+        loss = diffusion_loss(self.actor, obs, actions, self.schedule, k=k) * A
+        return loss, {"ddpm_loss": float(loss.detach()) / A}
+
+    def policy(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
+        """T-step ancestral sample (gradients flow through every step)."""
+        eps = self.noise(obs) if eps is None else eps
+        return sample_stacked(sample_diffusion, self.actor, obs, eps, schedule=self.schedule)

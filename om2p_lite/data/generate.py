@@ -1,0 +1,220 @@
+"""Make a dataset from (task, quality, seed, size) by rolling behaviour policies in vector envs.
+
+Not a cache policy for other data: ``get_dataset`` only caches what ``make_dataset`` makes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shlex
+import sys
+import time
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from om2p_lite.behaviour import QUALITIES, behaviour_policy
+from om2p_lite.data.dataset import FORMAT_VERSION, OfflineDataset, load_dataset, save_dataset
+from om2p_lite.data.errors import DatasetError
+from om2p_lite.envs import TASKS, VecEnv
+
+DATA_DIR_ENV = "OM2P_DATA_DIR"
+REPO_DATA = Path(__file__).resolve().parents[2] / "data"
+# Transitions per dataset for each budget; "full" is the benchmark's scale (OMAR used 1M).
+SIZES: dict[str, dict[str, int]] = {
+    "smoke": {"mpe": 2_500, "halfcheetah": 4_000},
+    "book": {"mpe": 50_000, "halfcheetah": 100_000},
+    "full": {"mpe": 1_000_000, "halfcheetah": 1_000_000},
+}
+VERSIONED = ("numpy", "torch", "mpe2", "pettingzoo", "gymnasium", "gymnasium-robotics",
+             "mujoco")
+
+
+def cache_dir() -> Path:
+    """Where generated datasets live: ``$OM2P_DATA_DIR`` or ``data/cache`` (git-ignored)."""
+    return Path(os.environ.get(DATA_DIR_ENV, REPO_DATA / "cache"))
+
+
+def dataset_size(task: str, budget: str) -> int:
+    """Transitions for ``task`` at ``budget`` (smoke | book | full)."""
+    if budget not in SIZES:
+        raise ValueError(f"unknown budget {budget!r}; choose one of {sorted(SIZES)}")
+    return SIZES[budget]["halfcheetah" if task == "halfcheetah" else "mpe"]
+
+
+def dataset_path(task: str, quality: str, seed: int, budget: str,
+                 reward_variant: str = "mpe2") -> Path:
+    """Cache file name of one (task, reward variant, quality, seed, budget) dataset."""
+    variant = "" if reward_variant == "mpe2" or task != "spread" else f"-{reward_variant}"
+    return cache_dir() / f"{task}{variant}-{quality}-s{seed}-{budget}.npz"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape the data (missing ones are skipped)."""
+    out = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def default_n_envs(task: str, n_episodes: int) -> int:
+    """Environments stepped together: enough to batch inference, few enough to stay small."""
+    return max(1, min(n_episodes, 8 if task == "halfcheetah" else 50))
+
+
+def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | None = None,
+                 budget: str = "smoke", reward_variant: str = "mpe2", n_envs: int | None = None,
+                 n_workers: int = 1, progress: bool = False,
+                 command: str | None = None) -> tuple[OfflineDataset, dict[str, float]]:
+    """Roll the ``quality`` behaviour policy until whole episodes fill ``n_transitions``.
+
+    Deterministic in (task, quality, seed, size, n_envs): ``n_workers`` only spreads the
+    same environments over processes. Returns the dataset and timing stats.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
+    if quality not in QUALITIES:
+        raise ValueError(f"unknown quality {quality!r}; choose one of {QUALITIES}")
+    size = n_transitions if n_transitions is not None else dataset_size(task, budget)
+    q_index, t_index = QUALITIES.index(quality), TASKS.index(task)
+    env = VecEnv(task, 1, seed=0, reward_variant=reward_variant)  # probe for the spec only
+    spec = env.spec
+    env.close()
+    n_episodes = math.ceil(size / spec.episode_length)
+    n_envs = n_envs or default_n_envs(task, n_episodes)
+    cap = n_episodes * spec.episode_length
+    A, D, d = spec.n_agents, spec.obs_dim, spec.act_dim
+    out = {"obs": np.zeros((cap, A, D), np.float32), "actions": np.zeros((cap, A, d), np.float32),
+           "rewards": np.zeros((cap, A), np.float32), "next_obs": np.zeros((cap, A, D), np.float32),
+           "terminals": np.zeros(cap, bool), "timeouts": np.zeros(cap, bool)}
+    T = spec.episode_length
+    ep = {k: np.zeros((n_envs, T) + v.shape[1:], v.dtype) for k, v in out.items()}
+    t_in_ep = np.zeros(n_envs, dtype=int)
+    rng = np.random.default_rng([seed, t_index, q_index])
+    policies: dict[float, Any] = {}
+    done_eps, write, t0, steps = 0, 0, time.time(), 0
+    bar = _progress_bar(progress, n_episodes, f"{task}/{quality}")
+    with VecEnv(task, n_envs, seed=seed * 1_000 + q_index, reward_variant=reward_variant,
+                n_workers=n_workers) as venv:
+        obs = venv.reset()
+        while done_eps < n_episodes:
+            frac = round(done_eps / n_episodes, 2)  # medium-replay progress, 1% resolution
+            if frac not in policies:
+                policies[frac] = behaviour_policy(spec, quality, progress=frac)
+            act = policies[frac](obs, rng)
+            next_obs, rew, term, tout, obs_after = venv.step(act)
+            steps += n_envs
+            k_all = np.arange(n_envs)
+            t = t_in_ep
+            for name, val in (("obs", obs), ("actions", act), ("rewards", rew),
+                              ("next_obs", next_obs), ("terminals", term), ("timeouts", tout)):
+                ep[name][k_all, t] = val
+            t_in_ep = t_in_ep + 1
+            for k in np.flatnonzero(term | tout):  # env order breaks ties: deterministic
+                if done_eps < n_episodes:
+                    length = int(t_in_ep[k])
+                    for name in out:
+                        out[name][write:write + length] = ep[name][k, :length]
+                    write += length
+                    done_eps += 1
+                    bar.update(1)
+                t_in_ep[k] = 0
+            obs = obs_after
+    bar.close()
+    wall = time.time() - t0
+    arrays = {k: v[:write] for k, v in out.items()}
+    starts = np.zeros(write, bool)
+    starts[0] = True
+    ends = arrays["terminals"] | arrays["timeouts"]
+    starts[1:] = ends[:-1]
+    meta = {
+        "format_version": FORMAT_VERSION, "task": task, "quality": quality, "seed": seed,
+        "reward_variant": spec.reward_variant, "n_agents": A, "obs_dims": list(spec.obs_dims),
+        "act_dims": list(spec.act_dims), "agent_names": list(spec.agent_names),
+        "episode_length": T, "score": spec.score, "env_notes": spec.notes,
+        "n_transitions_requested": size, "n_episodes": n_episodes, "n_envs": n_envs,
+        "behaviour": describe_behaviour(task, quality), "budget": budget,
+        "command": command or "om2p_lite.data.generate.make_dataset(" + ", ".join(
+            f"{k}={v!r}" for k, v in (("task", task), ("quality", quality), ("seed", seed),
+                                      ("n_transitions", size), ("reward_variant",
+                                                                reward_variant))) + ")",
+        "versions": versions(), "source": "generated by om2p_lite (no download)",
+    }
+    ds = OfflineDataset(**arrays, episode_starts=starts, metadata=meta)
+    ds.metadata["checksum"] = ds.checksum()
+    stats = {"wall_s": wall, "env_steps": steps, "transitions": write,
+             "transitions_per_s": write / max(wall, 1e-9)}
+    return ds, stats
+
+
+def describe_behaviour(task: str, quality: str) -> str:
+    """One line on which policy made the data (copied into the metadata and provenance)."""
+    from om2p_lite.behaviour import SCRIPTED_PRESETS
+
+    if quality == "random":
+        return "uniform random actions in [-1, 1]"
+    if task in SCRIPTED_PRESETS:
+        p = SCRIPTED_PRESETS[task]
+        if quality == "medium-replay":
+            return (f"scripted {task} controller, p_random annealed 1 -> "
+                    f"{p['medium']['p_random']} over the episodes, std {p['medium']['std']}")
+        return f"scripted {task} controller with {p[quality]}"
+    if quality == "medium-replay":
+        return "TD3 snapshots from the first to the medium one, in order, std 0.1"
+    return f"TD3 {quality} snapshot (data/behaviour/{task}_td3.pt), Gaussian std 0.1"
+
+
+def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
+    """A tqdm bar over episodes, or a silent stand-in."""
+    if enabled:
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=desc, unit="ep")
+
+    class _Silent:
+        def update(self, n: int) -> None: ...
+        def close(self) -> None: ...
+
+    return _Silent()
+
+
+def get_dataset(task: str, quality: str, seed: int = 0, budget: str | None = None,
+                reward_variant: str = "mpe2", progress: bool = False,
+                n_workers: int = 1) -> OfflineDataset:
+    """Load the cached dataset, or make and cache it on first use (never downloads)."""
+    from om2p_lite.budget import get_budget
+
+    budget = budget or get_budget().name
+    path = dataset_path(task, quality, seed, budget, reward_variant)
+    if path.exists():
+        return load_dataset(path)
+    argv = ["python", "-m", "om2p_lite", "data", "make", "--task", task, "--quality", quality,
+            "--seed", str(seed), "--budget", budget, "--reward-variant", reward_variant]
+    ds, _ = make_dataset(task, quality, seed, budget=budget, reward_variant=reward_variant,
+                         progress=progress, n_workers=n_workers, command=shlex.join(argv))
+    if path.exists():  # another process made it meanwhile: same command, so same bits
+        return load_dataset(path)
+    try:
+        save_dataset(ds, path)
+    except DatasetError:
+        if not path.exists():
+            raise
+        return load_dataset(path)
+    return ds
+
+
+def summarize(ds: OfflineDataset) -> dict[str, Any]:
+    """Return statistics of a dataset for ``data info``."""
+    rets = ds.episode_returns()
+    return {"task": ds.metadata.get("task"), "quality": ds.metadata.get("quality"),
+            "transitions": len(ds), "episodes": len(rets), "agents": ds.n_agents,
+            "return_mean": float(rets.mean()), "return_std": float(rets.std()),
+            "return_min": float(rets.min()), "return_max": float(rets.max()),
+            "checksum": ds.metadata.get("checksum"), "argv": " ".join(sys.argv)}

@@ -1,0 +1,132 @@
+"""Import and export of the public per-agent ``.npy`` layout used by OMAR-style datasets.
+
+Not a downloader: point ``import_npy`` at a directory you already have. Layout, one file per
+agent i: obs_i.npy (N, obs_dim_i), acs_i.npy (N, act_dim_i), rews_i.npy (N,),
+next_obs_i.npy (N, obs_dim_i), dones_i.npy (N,).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from om2p_lite.data.dataset import FORMAT_VERSION, OfflineDataset
+from om2p_lite.data.errors import DatasetError
+
+KINDS = ("obs", "acs", "rews", "next_obs", "dones")
+
+
+def export_npy(ds: OfflineDataset, out_dir: str | Path) -> list[Path]:
+    """Write the per-agent files (unpadded) into ``out_dir``; refuse to replace any file."""
+    out_dir = Path(out_dir)
+    dims_o, dims_a = ds.metadata["obs_dims"], ds.metadata["act_dims"]
+    planned: dict[Path, np.ndarray] = {}
+    for i in range(ds.n_agents):
+        planned[out_dir / f"obs_{i}.npy"] = ds.obs[:, i, : dims_o[i]]
+        planned[out_dir / f"acs_{i}.npy"] = ds.actions[:, i, : dims_a[i]]
+        planned[out_dir / f"rews_{i}.npy"] = ds.rewards[:, i]
+        planned[out_dir / f"next_obs_{i}.npy"] = ds.next_obs[:, i, : dims_o[i]]
+        planned[out_dir / f"dones_{i}.npy"] = ds.terminals.astype(np.float32)
+    taken = [p for p in planned if p.exists()]
+    if taken:
+        raise DatasetError(str(taken[0]), taken[0].stem, "already exists and would be "
+                           "overwritten", "export into an empty or new directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path, arr in planned.items():
+        np.save(path, np.ascontiguousarray(arr, dtype=np.float32))
+    return list(planned)
+
+
+def _agent_count(src: Path) -> int:
+    """Number of agents = number of obs_i.npy files, which must be numbered 0..n-1."""
+    found = sorted(int(m.group(1)) for p in src.glob("obs_*.npy")
+                   if (m := re.fullmatch(r"obs_(\d+)\.npy", p.name)))
+    if not found:
+        raise DatasetError(str(src / "obs_0.npy"), "obs_0", "no obs_i.npy files in the "
+                           "directory", "point --src at the folder holding obs_0.npy, ...")
+    if found != list(range(len(found))):
+        raise DatasetError(str(src), "obs_i", f"agent files are numbered {found}",
+                           "number agents 0..n-1 without gaps")
+    return len(found)
+
+
+def _read(path: Path) -> np.ndarray:
+    """np.load one file without pickles, as a DatasetError on failure."""
+    if not path.is_file():
+        raise DatasetError(str(path), path.stem, "missing", f"add {path.name} (every agent "
+                           f"needs {', '.join(k + '_i.npy' for k in KINDS)})")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DatasetError(str(path), path.stem, f"not a readable .npy ({err})",
+                           "re-export it with numpy.save") from err
+
+
+def import_npy(src: str | Path, task: str, action_low: float = -1.0, action_high: float = 1.0,
+               reward_variant: str = "unknown", quality: str = "imported") -> OfflineDataset:
+    """Read a per-agent directory into an OfflineDataset; episodes end where dones are set
+    or where next_obs[n] differs from obs[n + 1]; actions are mapped from [low, high]."""
+    src = Path(src)
+    n_agents = _agent_count(src)
+    per: dict[str, list[np.ndarray]] = {k: [] for k in KINDS}
+    for i in range(n_agents):
+        for k in KINDS:
+            a = _read(src / f"{k}_{i}.npy").astype(np.float32)
+            if k in ("rews", "dones"):
+                a = a.reshape(a.shape[0], -1)
+                if a.shape[1] != 1:
+                    raise DatasetError(str(src / f"{k}_{i}.npy"), f"{k}_{i}",
+                                       f"has shape {a.shape}, expected (N,)",
+                                       "store one scalar per transition")
+                a = a[:, 0]
+            elif a.ndim != 2:
+                raise DatasetError(str(src / f"{k}_{i}.npy"), f"{k}_{i}", f"has shape "
+                                   f"{a.shape}, expected (N, dim)", "store one row per step")
+            per[k].append(a)
+    n_rows = per["obs"][0].shape[0]
+    for k in KINDS:
+        for i, a in enumerate(per[k]):
+            if a.shape[0] != n_rows:
+                raise DatasetError(str(src / f"{k}_{i}.npy"), f"{k}_{i}", f"has {a.shape[0]} "
+                                   f"rows but obs_0 has {n_rows}", "all files need N rows")
+    obs_dims = [a.shape[1] for a in per["obs"]]
+    act_dims = [a.shape[1] for a in per["acs"]]
+    obs, next_obs = _pad(per["obs"], obs_dims), _pad(per["next_obs"], obs_dims)
+    if (action_low, action_high) == (-1.0, 1.0):
+        acts = per["acs"]  # already in [-1, 1]: keep the bits (a round trip is exact)
+    else:
+        scale = 2.0 / (action_high - action_low)
+        acts = [(a - action_low) * scale - 1.0 for a in per["acs"]]
+    actions = _pad(acts, act_dims)
+    rewards = np.stack(per["rews"], axis=1)
+    terminals = np.stack(per["dones"], axis=1).max(1) > 0.5
+    jump = np.zeros(n_rows, bool)
+    jump[:-1] = np.abs(next_obs[:-1] - obs[1:]).reshape(n_rows - 1, -1).max(1) > 1e-5
+    jump[-1] = True
+    ends = terminals | jump
+    starts = np.zeros(n_rows, bool)
+    starts[0] = True
+    starts[1:] = ends[:-1]
+    meta: dict[str, Any] = {
+        "format_version": FORMAT_VERSION, "task": task, "quality": quality, "seed": None,
+        "reward_variant": reward_variant, "n_agents": n_agents, "obs_dims": obs_dims,
+        "act_dims": act_dims, "score": "mean" if task in ("spread", "halfcheetah") else "first",
+        "behaviour": "unknown (imported)", "source": f"imported from {src}",
+        "action_box": [action_low, action_high],
+    }
+    ds = OfflineDataset(obs=obs, actions=actions.astype(np.float32), rewards=rewards,
+                        next_obs=next_obs, terminals=terminals, timeouts=ends & ~terminals,
+                        episode_starts=starts, metadata=meta)
+    ds.metadata["checksum"] = ds.checksum()
+    return ds
+
+
+def _pad(rows: list[np.ndarray], dims: list[int]) -> np.ndarray:
+    """Stack per-agent (N, dim_i) arrays into (N, A, max dim), zero padded."""
+    out = np.zeros((rows[0].shape[0], len(rows), max(dims)), np.float32)
+    for i, a in enumerate(rows):
+        out[:, i, : dims[i]] = a
+    return out

@@ -1,0 +1,83 @@
+"""Reference returns (random / medium / expert) per task and the normalised score built on them.
+
+Not an evaluator of learned policies: the numbers are our own datasets' mean episode returns.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from om2p_lite.data.generate import REPO_DATA, get_dataset
+
+REFERENCE_CSV = REPO_DATA / "reference_returns.csv"
+COLUMNS = ("task", "reward_variant", "quality", "budget", "seed", "episodes", "return_mean",
+           "return_std", "checksum")
+REFERENCE_RUNS = (("spread", "mpe2"), ("spread", "omar"), ("tag", "mpe2"), ("world", "mpe2"),
+                  ("halfcheetah", "mamujoco"))
+
+
+def reference_rows(budget: str = "book", seed: int = 0, tasks: tuple[str, ...] | None = None,
+                   qualities: tuple[str, ...] = ("random", "medium", "expert"),
+                   progress: bool = False, n_workers: int = 1) -> list[dict]:
+    """One row per (task, variant, quality): mean and std of the dataset's episode returns."""
+    rows = []
+    for task, variant in REFERENCE_RUNS:
+        if tasks is not None and task not in tasks:
+            continue
+        for quality in qualities:
+            ds = get_dataset(task, quality, seed, budget,
+                             reward_variant="omar" if variant == "omar" else "mpe2",
+                             progress=progress, n_workers=n_workers)
+            rets = ds.episode_returns()
+            rows.append({"task": task, "reward_variant": variant, "quality": quality,
+                         "budget": budget, "seed": seed, "episodes": len(rets),
+                         "return_mean": round(float(rets.mean()), 4),
+                         "return_std": round(float(rets.std()), 4),
+                         "checksum": ds.metadata["checksum"]})
+    return rows
+
+
+def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
+    """Replace the old rows of every (task, variant) that ``new`` covers; keep the rest."""
+    covered = {(r["task"], r["reward_variant"]) for r in new}
+    kept = [r for r in old if (r["task"], r["reward_variant"]) not in covered]
+    order = {key: i for i, key in enumerate(REFERENCE_RUNS)}
+    quality = {"random": 0, "medium-replay": 1, "medium": 2, "expert": 3}
+    return sorted(kept + new, key=lambda r: (order.get((r["task"], r["reward_variant"]), 99),
+                                             quality.get(r["quality"], 9)))
+
+
+def write_reference(rows: list[dict], path: Path = REFERENCE_CSV) -> Path:
+    """Write the table as CSV (this file is meant to be committed, so it is replaced)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def read_reference(path: Path = REFERENCE_CSV) -> list[dict]:
+    """Read the table; numbers come back as floats."""
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        for k in ("return_mean", "return_std"):
+            r[k] = float(r[k])
+        r["episodes"] = int(r["episodes"])
+    return rows
+
+
+def normalized_score(task: str, returns: float | np.ndarray, reward_variant: str = "mpe2",
+                     path: Path = REFERENCE_CSV) -> float | np.ndarray:
+    """100 (R - R_random) / (R_expert - R_random) with our own random and expert references."""
+    variant = "mamujoco" if task == "halfcheetah" else reward_variant
+    ref = {r["quality"]: r["return_mean"] for r in read_reference(path)
+           if r["task"] == task and r["reward_variant"] == variant}
+    if "random" not in ref or "expert" not in ref:
+        raise KeyError(f"no random/expert reference for {task} ({variant}) in {path}; run "
+                       f"`python -m om2p_lite data reference`")
+    return 100.0 * (np.asarray(returns) - ref["random"]) / (ref["expert"] - ref["random"])

@@ -1,0 +1,169 @@
+"""Environments, the vector runner, scripted behaviour and the online TD3 trainer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from om2p_lite.behaviour import NoisyPolicy, RandomPolicy, ScriptedPolicy
+from om2p_lite.envs import VecEnv, make_env, team_score
+from om2p_lite.envs.scripted import tag_prey_policy, world_prey_policy
+
+pytest.importorskip("mpe2")
+
+
+@pytest.mark.parametrize("task,obs_dim,score", [("spread", 18, "mean"), ("tag", 16, "first"),
+                                               ("world", 28, "first")])
+def test_mpe_specs(task: str, obs_dim: int, score: str) -> None:
+    env = make_env(task)
+    s = env.spec
+    assert s.n_agents == 3 and s.obs_dims == (obs_dim,) * 3 and s.act_dims == (5,) * 3
+    assert s.episode_length == 25 and s.score == score
+    assert env.reset(seed=0).shape == (3, obs_dim)
+
+
+@pytest.mark.parametrize("task", ["spread", "tag", "world"])
+def test_fast_step_matches_the_pettingzoo_parallel_api(task: str) -> None:
+    """Our direct world step gives the same obs and rewards as mpe2's public parallel API."""
+    from om2p_lite.envs.mpe import _build
+
+    ours = make_env(task)
+    ref_raw = _build(task)
+    from pettingzoo.utils.conversions import aec_to_parallel
+    from pettingzoo.utils.wrappers import ClipOutOfBoundsWrapper, OrderEnforcingWrapper
+
+    ref = aec_to_parallel(OrderEnforcingWrapper(ClipOutOfBoundsWrapper(ref_raw)))
+    obs = ours.reset(seed=7)
+    ref_obs, _ = ref.reset(seed=7)
+    rng = np.random.default_rng(0)
+    prey = {"tag": tag_prey_policy, "world": world_prey_policy}.get(task)
+    for _ in range(25):
+        np.testing.assert_allclose(obs, np.stack([ref_obs[n] for n in ours.learners]))
+        act = rng.uniform(-1, 1, (3, 5)).astype(np.float32)
+        acts = {n: ours._env_action(n, a) for n, a in zip(ours.learners, act, strict=True)}
+        for n in ours.prey:
+            acts[n] = ours._env_action(n, prey(ref_obs[n][None])[0])
+        obs, rew, term, tout = ours.step(act)
+        ref_obs, ref_rew, _, ref_trunc, _ = ref.step(acts)
+        np.testing.assert_allclose(rew, [ref_rew[n] for n in ours.learners], rtol=1e-6)
+    assert tout and all(ref_trunc.values()) and not term
+
+
+def test_actions_map_to_forces() -> None:
+    env = make_env("spread")
+    env.reset(seed=0)
+    push = np.zeros((3, 5), np.float32)
+    push[:, 1], push[:, 2] = -1.0, 1.0  # full +x force
+    for _ in range(3):
+        obs, *_ = env.step(push)
+    assert (obs[:, 0] > 0.5).all() and np.allclose(obs[:, 1], 0.0)
+
+
+def test_omar_spread_reward_formula() -> None:
+    from om2p_lite.envs.mpe import omar_spread_reward
+
+    env = make_env("spread", "omar")
+    env.reset(seed=0)
+    world = env.raw.world
+    for a, p in zip(world.agents, ([0, 0], [1, 0], [0, 1]), strict=True):
+        a.state.p_pos = np.array(p, float)
+    for lm, p in zip(world.landmarks, ([0, 0.5], [2, 0], [0, 0.05]), strict=True):
+        lm.state.p_pos = np.array(p, float)
+    # closest agent distances: 0.5, 1.0, 0.05 -> 2 + 1 + min(20, 10)
+    assert omar_spread_reward(world) == pytest.approx(13.0)
+
+
+def test_vec_env_is_seeded_and_auto_resets() -> None:
+    with VecEnv("spread", 4, seed=5) as a, VecEnv("spread", 4, seed=5) as b:
+        oa, ob = a.reset(), b.reset()
+        np.testing.assert_array_equal(oa, ob)
+        assert not np.allclose(oa[0], oa[1])  # different envs, different starts
+        act = np.zeros((4, 3, 5), np.float32)
+        for t in range(25):
+            next_obs, rew, term, tout, obs = a.step(act)
+            assert rew.shape == (4, 3) and not term.any()
+            assert tout.all() == (t == 24)
+        assert not np.allclose(next_obs, obs)  # obs is the fresh reset after the timeout
+
+
+def test_worker_processes_do_not_change_the_data() -> None:
+    def roll(workers: int) -> np.ndarray:
+        with VecEnv("tag", 4, seed=1, n_workers=workers) as env:
+            obs, out = env.reset(), []
+            rng = np.random.default_rng(0)
+            for _ in range(5):
+                obs = env.step(rng.uniform(-1, 1, (4, 3, 5)).astype(np.float32))[4]
+                out.append(obs)
+        return np.stack(out)
+
+    np.testing.assert_array_equal(roll(1), roll(2))
+
+
+@pytest.mark.parametrize("task", ["spread", "tag", "world"])
+def test_scripted_expert_beats_random(task: str) -> None:
+    rng = np.random.default_rng(0)
+    with VecEnv(task, 20, seed=3) as env:
+        rets = {}
+        for name, pol in (("random", RandomPolicy(env.spec)),
+                          ("expert", NoisyPolicy(ScriptedPolicy(task), env.spec, std=0.1))):
+            obs, total = env.reset(), 0.0
+            for _ in range(25):
+                _, r, _, _, obs = env.step(pol(obs, rng))
+                total += team_score(r, env.spec.score).sum()
+            rets[name] = total / 20
+    assert rets["expert"] > rets["random"] + 1.0, rets
+
+
+def test_halfcheetah_2x3() -> None:
+    pytest.importorskip("mujoco")
+    env = make_env("halfcheetah")
+    s = env.spec
+    assert s.n_agents == 2 and s.obs_dims == (11, 11) and s.act_dims == (3, 3)
+    assert s.episode_length == 1000 and "agent_obsk=0" in s.notes
+    obs = env.reset(seed=0)
+    obs2, rew, term, tout = env.step(np.ones((2, 3), np.float32))
+    assert obs.shape == obs2.shape == (2, 11) and rew.shape == (2,) and rew[0] == rew[1]
+    assert not term and not tout
+    env.close()
+
+
+def test_td3_trains_tiny_and_resumes(tmp_path: Path, capsys) -> None:
+    from om2p_lite.td3_online import TD3Config, choose_snapshots, train_td3
+
+    cfg = TD3Config(task="spread", total_steps=200, n_envs=2, start_steps=50, eval_every=100,
+                    eval_episodes=2, batch_size=32, actor_hidden=16, critic_hidden=32)
+    curve = train_td3(cfg, tmp_path)
+    assert [row["step"] for row in curve] == [100, 200]
+    assert (tmp_path / "curve.csv").exists() and (tmp_path / "snapshots.pt").exists()
+    cfg.total_steps = 300
+    curve = train_td3(cfg, tmp_path)
+    assert "resumed from" in capsys.readouterr().out
+    assert [row["step"] for row in curve] == [100, 200, 300]
+    snaps = [{"return": r} for r in (-10.0, -8.0, -5.5, 0.0, -1.0)]
+    assert choose_snapshots(snaps, random_return=-10.0) == {"expert": 3, "medium": 2}
+
+
+def test_shipped_halfcheetah_actors_order_the_qualities() -> None:
+    """The shipped TD3 snapshots: expert beats medium beats random (one short episode each)."""
+    pytest.importorskip("mujoco")
+    from om2p_lite.behaviour import BEHAVIOUR_DIR, load_actor_snapshot
+    from om2p_lite.envs import get_spec
+
+    path = BEHAVIOUR_DIR / "halfcheetah_td3.pt"
+    if not path.exists():
+        pytest.skip("halfcheetah_td3.pt not trained yet")
+    spec = get_spec("halfcheetah")
+    rng = np.random.default_rng(0)
+    actors = {q: load_actor_snapshot(path, spec, q) for q in ("expert", "medium")}
+    rets = {q: envs_rollout(lambda o, p=p: p(o, rng)) for q, p in actors.items()}
+    rets["random"] = envs_rollout(lambda o: RandomPolicy(spec)(o, rng))
+    assert rets["expert"] > rets["medium"] > rets["random"], rets
+
+
+def envs_rollout(act_fn) -> float:
+    """Return of one HalfCheetah episode."""
+    from om2p_lite.envs import rollout_returns
+
+    return float(rollout_returns("halfcheetah", act_fn, episodes=1, seed=11).mean())
