@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "train", "budget_config": "train",
     "evaluate_agent": "evaluate", "make_agent": "agents", "ALGORITHMS": "agents",
     "load_results": "results", "results_table": "results", "table_markdown": "results",
+    "table_html": "results",
     "plots": "plots", "widgets": "widgets", "bench_report": "bench_report",
 }
 

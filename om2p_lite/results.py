@@ -85,6 +85,15 @@ def table_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def table_html(table: pd.DataFrame, bold: str = "**") -> str:
+    """An HTML table of ``results_table``'s output, its ``bold`` markers turned into <b>."""
+    import re
+
+    pattern = re.compile(re.escape(bold) + r"(.+?)" + re.escape(bold))
+    cells = table.map(lambda c: pattern.sub(r"<b>\1</b>", str(c)))
+    return cells.to_html(escape=False, classes="om2p-results")
+
+
 def dataset_references(tasks: Sequence[str], budget: str = "smoke", seed: int = 0,
                        ) -> dict[str, tuple[float, float]]:
     """(R_random, R_expert) per task from the cached datasets the grid trained on.

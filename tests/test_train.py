@@ -142,3 +142,15 @@ def test_results_table_marks_best_in_bold() -> None:
 
     norm = add_normalised(df.assign(normalised=np.nan), {"spread": (1.0, 3.0)})
     assert norm["normalised"].tolist() == [50.0, 150.0, 0.0, 0.0]
+
+
+def test_results_table_html_bolds_the_best_cell():
+    import pandas as pd
+
+    from om2p_lite.results import results_table, table_html
+
+    df = pd.DataFrame({"task": ["spread"] * 4, "quality": ["expert"] * 4,
+                       "algo": ["om2p", "om2p", "bc", "bc"], "seed": [0, 1, 0, 1],
+                       "return": [-10.0, -12.0, -20.0, -22.0]})
+    html = table_html(results_table(df))
+    assert "<b>-11.0 ± 1.0</b>" in html and "<b>-21.0" not in html and "**" not in html
