@@ -44,11 +44,9 @@ MEMORY_MEASURE = {
 
 def one_step_stacked(net: Callable[..., torch.Tensor], o: torch.Tensor,
                      eps: torch.Tensor) -> torch.Tensor:
-    """a = clip(ε + u_θ(o, ε, 0, 1)) for stacked inputs (B, M, ·)   (eq-one-step).
-
-    ``sampling.sample_meanflow`` multiplies by a (B, 1) time gap, which does not broadcast
-    against (B, M, act); until that is a Python float there, stacked benchmarks use this.
-    """
+    """a = clip(ε + u_θ(o, ε, 0, 1)) in one expression, for plain or stacked inputs (B, M, ·)
+    (eq-one-step): the lean path, without ``sampling.sample_meanflow``'s step loop, so the
+    latency benchmark can show that loop's fixed per-call overhead."""
     r = torch.zeros(*eps.shape[:-1], 1, device=eps.device, dtype=eps.dtype)
     return (eps + net(o, eps, r, r + 1)).clamp(-1, 1)  # (eq-one-step)
 
