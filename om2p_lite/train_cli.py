@@ -175,6 +175,9 @@ def _grid(args: argparse.Namespace) -> int:
             print(c.out_dir)
         return 0
     command = shlex.join(["python", "-m", "om2p_lite", *sys.argv[1:]])
+    if args.dask and todo:
+        return _grid_dask(todo[: args.max_runs or None], args.dask, command,
+                          args.keep_checkpoints)
     for k, cfg in enumerate(todo[: args.max_runs or None]):
         t0 = time.time()
         try:
@@ -184,6 +187,52 @@ def _grid(args: argparse.Namespace) -> int:
             continue
         print(f"[{k + 1}/{len(todo)}] {cfg.out_dir}: return {res.get('return')}, "
               f"{time.time() - t0:.1f} s", flush=True)
+    return 0
+
+
+def dask_client(address: str) -> Any:
+    """A Dask client: ``local:N`` starts N single-threaded worker processes on 127.0.0.1
+    (no dashboard); anything else is a running scheduler's address (e.g. a cluster's)."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as err:
+        raise ValueError("--dask needs Dask: pip install 'om2p-lite[scale]'") from err
+    if address.startswith("local:"):
+        try:
+            n = int(address.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ValueError(f"--dask {address!r}: write local:N with N >= 1 workers, "
+                             f"or a scheduler address such as tcp://127.0.0.1:8786")
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                               host="127.0.0.1", dashboard_address=None)
+        return Client(cluster)
+    return Client(address)
+
+
+def _grid_dask(todo: list[TrainConfig], address: str, command: str, keep: bool) -> int:
+    """Run the grid's remaining runs as Dask tasks; each writes its own run folder."""
+    from dask.distributed import as_completed
+
+    client = dask_client(address)
+    try:
+        futures = {client.submit(run_one, cfg, command, keep, pure=False): cfg
+                   for cfg in todo}
+        for k, fut in enumerate(as_completed(futures)):
+            cfg = futures[fut]
+            try:
+                res = fut.result()
+            except (ValueError, FileNotFoundError, RuntimeError) as err:
+                print(f"[{k + 1}/{len(todo)}] {cfg.out_dir}: FAILED: {err}", flush=True)
+                continue
+            print(f"[{k + 1}/{len(todo)}] {cfg.out_dir}: return {res.get('return')}",
+                  flush=True)
+    finally:
+        cluster = getattr(client, "cluster", None)
+        client.close()
+        if cluster is not None:
+            cluster.close()
     return 0
 
 
@@ -229,6 +278,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-runs", type=int, default=0, help="stop after this many (0: all)")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep checkpoint.pt of finished runs (default: delete)")
+    p.add_argument("--dask", default="", help="run through Dask: 'local:N' (N worker "
+                   "processes on 127.0.0.1) or a scheduler address; default: in this process")
     p.set_defaults(func=_grid)
 
     p = subparsers.add_parser("table", help="print the results table (markdown)")

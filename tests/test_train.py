@@ -154,3 +154,24 @@ def test_results_table_html_bolds_the_best_cell():
                        "return": [-10.0, -12.0, -20.0, -22.0]})
     html = table_html(results_table(df))
     assert "<b>-11.0 ± 1.0</b>" in html and "<b>-21.0" not in html and "**" not in html
+
+
+def test_grid_runs_through_a_local_dask_cluster(tmp_path: Path, spread_expert, capsys) -> None:
+    pytest.importorskip("dask.distributed")
+    from om2p_lite.data import save_dataset
+
+    data = save_dataset(spread_expert, tmp_path / "spread.npz")
+    exp = tmp_path / "exp.toml"
+    exp.write_text(f'results_dir = "{tmp_path / "results"}"\n'
+                   '[grid]\nalgos = ["bc"]\ntasks = ["spread"]\n'
+                   'qualities = ["expert"]\nseeds = [0, 1]\n'
+                   f'[config]\nsteps = 2\nbatch_size = 8\nhidden = 8\ndepth = 1\n'
+                   f'critic_hidden = 8\ncritic_depth = 1\neval_episodes = 2\n'
+                   f'progress = false\ndataset = "{data}"\n')
+    assert main(["grid", "--experiment", str(exp), "--dask", "local:2"]) == 0
+    assert len(list((tmp_path / "results").rglob("result.json"))) == 2
+    assert main(["grid", "--experiment", str(exp), "--dask", "local:2"]) == 0  # nothing to do
+    assert "2 runs, 2 finished, 0 to do" in capsys.readouterr().out
+    (next((tmp_path / "results").rglob("result.json"))).unlink()
+    assert main(["grid", "--experiment", str(exp), "--dask", "local:x"]) == 2
+    assert "local:N" in capsys.readouterr().err
