@@ -168,7 +168,16 @@ class GenerativeQAgent(ActorCriticAgent):
 
     OM2P (one-step mean flow), Flow+Q (K-step Euler) and Diffusion+Q (DDPM) differ only
     in ``generative_loss`` and ``policy``; the normalised Q term is shared   (eq-actor-loss).
+    Each has one stacked velocity (or noise) network per agent as its actor.
     """
+
+    def __init__(self, dims: AgentDims, cfg: Any):
+        super().__init__(dims, cfg)
+        from ..stacked import StackedVelocityNet
+
+        self.actor = StackedVelocityNet(dims.n_agents, dims.obs_dim, dims.act_dim, cfg.hidden,
+                                        cfg.depth)
+        self.adam("actor", self.actor)
 
     def generative_loss(self, obs: torch.Tensor, actions: torch.Tensor,
                         ) -> tuple[torch.Tensor, dict[str, float]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..diffusion import DiffusionSchedule, diffusion_loss, sample_diffusion
-from ..stacked import StackedVelocityNet, sample_stacked
+from ..stacked import sample_stacked
 from .base import AgentDims, GenerativeQAgent
 
 
@@ -20,9 +20,6 @@ class DiffusionQAgent(GenerativeQAgent):
 
     def __init__(self, dims: AgentDims, cfg):
         super().__init__(dims, cfg)
-        self.actor = StackedVelocityNet(dims.n_agents, dims.obs_dim, dims.act_dim, cfg.hidden,
-                                        cfg.depth)
-        self.adam("actor", self.actor)
         self.schedule = DiffusionSchedule(cfg.diffusion_steps)
 
     def generative_loss(self, obs: torch.Tensor, actions: torch.Tensor,

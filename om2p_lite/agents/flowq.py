@@ -9,20 +9,14 @@ import torch
 
 from ..flow import flow_matching_loss
 from ..sampling import sample_flow
-from ..stacked import StackedVelocityNet, sample_stacked
-from .base import AgentDims, GenerativeQAgent
+from ..stacked import sample_stacked
+from .base import GenerativeQAgent
 
 
 class FlowQAgent(GenerativeQAgent):
     """v_θ(o_i, x, τ, τ) per agent; actions by ``cfg.flow_steps`` Euler steps   (eq-euler)."""
 
     name = "flowq"
-
-    def __init__(self, dims: AgentDims, cfg):
-        super().__init__(dims, cfg)
-        self.actor = StackedVelocityNet(dims.n_agents, dims.obs_dim, dims.act_dim, cfg.hidden,
-                                        cfg.depth)
-        self.adam("actor", self.actor)
 
     def generative_loss(self, obs: torch.Tensor, actions: torch.Tensor,
                         ) -> tuple[torch.Tensor, dict[str, float]]:

@@ -10,7 +10,7 @@ import torch
 from ..flow import conditional_velocity, interpolate
 from ..meanflow import adaptive_weight, meanflow_target
 from ..sampling import sample_meanflow
-from ..stacked import StackedVelocityNet, sample_stacked, stacked_du_dr
+from ..stacked import sample_stacked, stacked_du_dr
 from ..timesteps import make_time_sampler, sample_r_t
 from .base import AgentDims, GenerativeQAgent
 
@@ -22,9 +22,6 @@ class OM2PAgent(GenerativeQAgent):
 
     def __init__(self, dims: AgentDims, cfg):
         super().__init__(dims, cfg)
-        self.actor = StackedVelocityNet(dims.n_agents, dims.obs_dim, dims.act_dim, cfg.hidden,
-                                        cfg.depth)
-        self.adam("actor", self.actor)
         self.time_sampler = make_time_sampler(cfg.xi)
 
     def generative_loss(self, obs: torch.Tensor, actions: torch.Tensor,
