@@ -26,13 +26,7 @@ TINY = dict(steps=2, batch_size=8, hidden=16, depth=1, critic_hidden=16, critic_
             eval_every=0, eval_episodes=2, eval_max_steps=2, log_every=1, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: tiny nets on a shared 2-core CPU are slowest when oversubscribed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic(task: str, n: int = 64, A: int = 3, D: int = 6, d: int = 2,

@@ -15,13 +15,7 @@ from om2p_lite.stacked import StackedMLP, StackedVelocityNet, sample_stacked, st
 M, B, OBS, ACT = 3, 7, 5, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: tiny nets on a shared 2-core CPU are slowest when oversubscribed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("layer_norm", [False, True])
