@@ -197,6 +197,15 @@ SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+def _rejected(path: Path, arrays: Arrays, meta: dict, rehash: bool = True) -> DatasetError:
+    """Write ``arrays`` raw (re-checksummed unless ``rehash`` is off) and return the load error."""
+    if rehash:
+        meta["checksum"] = checksum_arrays(arrays)
+    with pytest.raises(DatasetError) as info:
+        load_dataset(write_raw(path, arrays, meta))
+    return info.value
+
+
 @SETTINGS
 @given(field=st.sampled_from(FLOATS), row=st.integers(0, 19), agent=st.integers(0, 2),
        col=st.integers(0, 3), bad=st.sampled_from([np.nan, np.inf, -np.inf]))
@@ -207,10 +216,7 @@ def test_any_non_finite_value_is_named(tmp_path: Path, field: str, row: int, age
         arrays[field][row, agent] = bad
     else:
         arrays[field][row, agent, col % arrays[field].shape[2]] = bad
-    path = write_raw(tmp_path / "nf.npz", arrays, meta)
-    with pytest.raises(DatasetError) as info:
-        load_dataset(path)
-    assert info.value.field == field
+    assert _rejected(tmp_path / "nf.npz", arrays, meta, rehash=False).field == field
 
 
 @SETTINGS
@@ -220,10 +226,7 @@ def test_any_action_outside_the_box_is_named(tmp_path: Path, row: int, agent: in
                                              size: float, sign: float) -> None:
     arrays, meta = parts(toy_dataset())
     arrays["actions"][row, agent, col] = sign * size
-    meta["checksum"] = checksum_arrays(arrays)
-    with pytest.raises(DatasetError) as info:
-        load_dataset(write_raw(tmp_path / "oob.npz", arrays, meta))
-    assert info.value.field == "actions"
+    assert _rejected(tmp_path / "oob.npz", arrays, meta).field == "actions"
 
 
 @SETTINGS
@@ -231,10 +234,7 @@ def test_any_action_outside_the_box_is_named(tmp_path: Path, row: int, agent: in
 def test_flipping_any_episode_start_is_caught(tmp_path: Path, row: int) -> None:
     arrays, meta = parts(toy_dataset())
     arrays["episode_starts"][row] = ~arrays["episode_starts"][row]
-    meta["checksum"] = checksum_arrays(arrays)
-    with pytest.raises(DatasetError) as info:
-        load_dataset(write_raw(tmp_path / "flip.npz", arrays, meta))
-    assert info.value.field == "episode_starts"
+    assert _rejected(tmp_path / "flip.npz", arrays, meta).field == "episode_starts"
 
 
 @SETTINGS
@@ -245,8 +245,7 @@ def test_shuffled_rows_never_pass(tmp_path: Path, perm_seed: int) -> None:
     if np.array_equal(perm, np.arange(20)):
         return
     arrays = {k: v[perm] for k, v in arrays.items()}
-    with pytest.raises(DatasetError):
-        load_dataset(write_raw(tmp_path / "perm.npz", arrays, meta))
+    _rejected(tmp_path / "perm.npz", arrays, meta, rehash=False)
 
 
 @SETTINGS
