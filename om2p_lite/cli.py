@@ -31,6 +31,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _toy(args: argparse.Namespace) -> int:
+    import torch
+
     from .budget import get_budget
     from .device import pick_device
     from .metrics import mode_coverage, sliced_wasserstein
@@ -38,7 +40,7 @@ def _toy(args: argparse.Namespace) -> int:
     from .toytrain import fit_toy
 
     budget = get_budget(args.budget)
-    gen = __import__("torch").Generator().manual_seed(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
     data = toy_joint_actions(20000, args.kind, generator=gen)
     fit = fit_toy(args.method, data, steps=args.steps or budget.toy_steps,
                   batch=budget.toy_batch, hidden=budget.toy_hidden, depth=budget.toy_depth,
