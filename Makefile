@@ -21,7 +21,7 @@ NOTEBOOKS    := $(sort $(wildcard book/*.ipynb))
 NBVAL_WORKERS ?= 2
 JB_FLAGS     := --builder html --all -W --keep-going
 
-# Builds and tests are static: chapters skip their live ipywidgets (om2p_lite.widgets).
+# Builds and tests are static: chapters skip their live ipywidgets (om2p_lite.book.widgets).
 export OM2P_STATIC := 1
 
 # Tools, kernels and scripts all come from the project's virtualenv.

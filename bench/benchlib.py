@@ -1,6 +1,6 @@
 """Shared plumbing for the ``bench/`` scripts: arguments, timing, peak memory, JSON, tables.
 
-Not a benchmark itself. Timing reuses ``om2p_lite.timing.median_seconds`` (warm-up, CUDA
+Not a benchmark itself. Timing reuses ``om2p_lite.runtime.timing.median_seconds`` (warm-up, CUDA
 synchronisation); provenance reuses ``om2p_lite.provenance``.
 """
 
@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from om2p_lite.device import pick_device
-from om2p_lite.record import provenance
-from om2p_lite.timing import median_seconds
+from om2p_lite.runtime.device import pick_device
+from om2p_lite.runtime.record import provenance
+from om2p_lite.runtime.timing import median_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "data" / "results" / "bench"

@@ -27,10 +27,10 @@ from benchlib import (
     write_json,
 )
 
-from om2p_lite.diffusion import DiffusionSchedule, sample_diffusion
-from om2p_lite.networks import VelocityNet, mlp
-from om2p_lite.sampling import sample_flow, sample_meanflow
-from om2p_lite.stacked import StackedMLP, StackedVelocityNet
+from om2p_lite.flows.diffusion import DiffusionSchedule, sample_diffusion
+from om2p_lite.flows.networks import VelocityNet, mlp
+from om2p_lite.flows.sampling import sample_flow, sample_meanflow
+from om2p_lite.flows.stacked import StackedMLP, StackedVelocityNet
 
 FLOW_STEPS = (1, 5, 10, 20)
 # (method, numerator, denominator, minimum ratio or None, maximum ratio or None)

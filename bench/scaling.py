@@ -27,7 +27,12 @@ from benchlib import (
     write_json,
 )
 
-from om2p_lite.critics import (
+from om2p_lite.flows.meanflow import meanflow_loss
+from om2p_lite.flows.networks import VelocityNet
+from om2p_lite.flows.sampling import sample_meanflow
+from om2p_lite.flows.stacked import StackedVelocityNet
+from om2p_lite.flows.timesteps import Xi, sample_r_t
+from om2p_lite.rl.critics import (
     StackedCritic,
     critic_loss,
     make_target,
@@ -35,11 +40,6 @@ from om2p_lite.critics import (
     polyak_update,
     td_target,
 )
-from om2p_lite.meanflow import meanflow_loss
-from om2p_lite.networks import VelocityNet
-from om2p_lite.sampling import sample_meanflow
-from om2p_lite.stacked import StackedVelocityNet
-from om2p_lite.timesteps import Xi, sample_r_t
 
 LINEAR_SLACK = 1.10  # "linear or better": t(n) / t(n0) <= 1.1 · n / n0
 

@@ -36,7 +36,13 @@ from benchlib import (
     write_json,
 )
 
-from om2p_lite.critics import (
+from om2p_lite.flows.diffusion import DiffusionSchedule, diffusion_loss, sample_diffusion
+from om2p_lite.flows.flow import flow_matching_loss
+from om2p_lite.flows.meanflow import meanflow_loss
+from om2p_lite.flows.networks import VelocityNet
+from om2p_lite.flows.sampling import sample_flow, sample_meanflow
+from om2p_lite.flows.timesteps import Xi, sample_r_t
+from om2p_lite.rl.critics import (
     StackedCritic,
     critic_loss,
     make_target,
@@ -44,12 +50,6 @@ from om2p_lite.critics import (
     polyak_update,
     td_target,
 )
-from om2p_lite.diffusion import DiffusionSchedule, diffusion_loss, sample_diffusion
-from om2p_lite.flow import flow_matching_loss
-from om2p_lite.meanflow import meanflow_loss
-from om2p_lite.networks import VelocityNet
-from om2p_lite.sampling import sample_flow, sample_meanflow
-from om2p_lite.timesteps import Xi, sample_r_t
 
 ESTIMATOR_METHODS = ("mf_jacobian", "mf_jvp", "mf_fd", "mf_zero")
 # (label, numerator, denominator, kind, quantity, minimum ratio): "B is ≥ x times cheaper"

@@ -1,5 +1,5 @@
 """``python -m om2p_lite``: the command line (see ``cli``)."""
 
-from .cli import main
+from om2p_lite.cli.main import main
 
 raise SystemExit(main())

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from om2p_lite.agents import ALGORITHMS, AgentDims, make_agent
-from om2p_lite.critics import (
+from om2p_lite.data import OfflineDataset
+from om2p_lite.rl.agents import ALGORITHMS, AgentDims, make_agent
+from om2p_lite.rl.config import TrainConfig
+from om2p_lite.rl.critics import (
     StackedCritic,
     critic_loss,
     make_target,
@@ -18,8 +20,7 @@ from om2p_lite.critics import (
     polyak_update,
     td_target,
 )
-from om2p_lite.data import OfflineDataset
-from om2p_lite.train import TrainConfig, train
+from om2p_lite.rl.train import train
 
 TINY = dict(steps=2, batch_size=8, hidden=16, depth=1, critic_hidden=16, critic_depth=1,
             cql_samples=2, omar_samples=4, omar_elites=2, flow_steps=2, diffusion_steps=2,

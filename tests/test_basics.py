@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import om2p_lite as om
-from om2p_lite.cli import main
+from om2p_lite.cli.main import main
 
 
 def test_budgets_are_ordered_and_selected_by_env(monkeypatch):
@@ -122,4 +122,4 @@ def test_lazy_exports_resolve_to_the_same_object_every_time():
         importlib.import_module(f"om2p_lite.{module}")  # as if another part imported it first
         first, second = getattr(om, name), getattr(om, name)
         assert first is second, name
-        assert inspect.ismodule(first) == (name == module), name
+        assert inspect.ismodule(first) == (name == module.rsplit(".", 1)[-1]), name

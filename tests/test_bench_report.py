@@ -118,7 +118,7 @@ def test_load_results_rejects_foreign_json(tmp_path: Path):
 
 
 def test_bench_subcommand_is_registered():
-    from om2p_lite.cli import build_parser
+    from om2p_lite.cli.main import build_parser
 
     args = build_parser().parse_args(["bench", "--budget", "smoke", "--only", "scaling"])
     assert args.budget == "smoke" and args.only == "scaling" and callable(args.func)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from om2p_lite.cli.data import main as data_main
 from om2p_lite.data import DatasetError, load_dataset, save_dataset
-from om2p_lite.data.cli import main as data_main
 from om2p_lite.data.generate import get_dataset, make_dataset
 from om2p_lite.data.npy_io import export_npy, import_npy
 from om2p_lite.data.synthetic import toy_dataset

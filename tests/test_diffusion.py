@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import om2p_lite as om
-from om2p_lite.diffusion import (
+from om2p_lite.flows.diffusion import (
     DiffusionSchedule,
     GaussianNoisePredictor,
     diffuse,
@@ -160,7 +160,7 @@ def test_gradients_flow_through_the_sampler_for_a_q_term():
 
 
 def test_loss_and_sampler_work_with_stacked_per_agent_networks():
-    from om2p_lite.stacked import StackedVelocityNet
+    from om2p_lite.flows.stacked import StackedVelocityNet
 
     torch.manual_seed(0)
     s = DiffusionSchedule(4)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from om2p_lite.behaviour import NoisyPolicy, RandomPolicy, ScriptedPolicy
+from om2p_lite.data.behaviour import NoisyPolicy, RandomPolicy, ScriptedPolicy
 from om2p_lite.envs import VecEnv, make_env, team_score
 from om2p_lite.envs.scripted import tag_prey_policy, world_prey_policy
 
@@ -130,7 +130,7 @@ def test_halfcheetah_2x3() -> None:
 
 
 def test_td3_trains_tiny_and_resumes(tmp_path: Path, capsys) -> None:
-    from om2p_lite.td3_online import TD3Config, choose_snapshots, train_td3
+    from om2p_lite.rl.td3_online import TD3Config, choose_snapshots, train_td3
 
     cfg = TD3Config(task="spread", total_steps=200, n_envs=2, start_steps=50, eval_every=100,
                     eval_episodes=2, batch_size=32, actor_hidden=16, critic_hidden=32)
@@ -148,7 +148,7 @@ def test_td3_trains_tiny_and_resumes(tmp_path: Path, capsys) -> None:
 def test_shipped_halfcheetah_actors_order_the_qualities() -> None:
     """The shipped TD3 snapshots: expert beats medium beats random (one short episode each)."""
     pytest.importorskip("mujoco")
-    from om2p_lite.behaviour import BEHAVIOUR_DIR, load_actor_snapshot
+    from om2p_lite.data.behaviour import BEHAVIOUR_DIR, load_actor_snapshot
     from om2p_lite.envs import get_spec
 
     path = BEHAVIOUR_DIR / "halfcheetah_td3.pt"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import om2p_lite as om
-from om2p_lite.meanflow import du_dr
+from om2p_lite.flows.meanflow import du_dr
 
 torch.set_default_dtype(torch.float32)
 

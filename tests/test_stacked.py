@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from om2p_lite.diffusion import DiffusionSchedule, sample_diffusion
-from om2p_lite.meanflow import du_dr
-from om2p_lite.networks import VelocityNet, mlp
-from om2p_lite.sampling import sample_flow, sample_meanflow
-from om2p_lite.stacked import StackedMLP, StackedVelocityNet, sample_stacked, stacked_du_dr
+from om2p_lite.flows.diffusion import DiffusionSchedule, sample_diffusion
+from om2p_lite.flows.meanflow import du_dr
+from om2p_lite.flows.networks import VelocityNet, mlp
+from om2p_lite.flows.sampling import sample_flow, sample_meanflow
+from om2p_lite.flows.stacked import StackedMLP, StackedVelocityNet, sample_stacked, stacked_du_dr
 
 M, B, OBS, ACT = 3, 7, 5, 2
 

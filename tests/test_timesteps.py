@@ -8,7 +8,7 @@ import torch
 from scipy import integrate, stats
 
 import om2p_lite as om
-from om2p_lite.timesteps import Xi
+from om2p_lite.flows.timesteps import Xi
 
 
 def _draws(xi, n=20_000, seed=0) -> np.ndarray:

@@ -12,9 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from om2p_lite.cli import main
-from om2p_lite.results import results_table, table_markdown
-from om2p_lite.train import TrainConfig, check_dataset, train
+from om2p_lite.cli.main import main
+from om2p_lite.rl.config import TrainConfig
+from om2p_lite.rl.results import results_table, table_markdown
+from om2p_lite.rl.train import check_dataset, train
 
 SMALL = dict(batch_size=16, hidden=32, depth=2, critic_hidden=32, critic_depth=2,
              eval_episodes=2, log_every=1, progress=False)
@@ -49,7 +50,7 @@ def test_bad_config_gives_clear_error(field: str, value, match: str) -> None:
 
 
 def test_budget_presets_validate() -> None:
-    from om2p_lite.train import PRESETS, budget_config
+    from om2p_lite.rl.config import PRESETS, budget_config
 
     for name in PRESETS:
         assert budget_config(name, algo="bc").algo == "bc"
@@ -138,7 +139,7 @@ def test_results_table_marks_best_in_bold() -> None:
     assert table.loc[("spread", "expert"), "om2p"] == "**3.0 ± 1.0**"
     assert table.loc[("spread", "expert"), "bc"] == "1.0 ± 0.0"
     assert "| spread | expert | **3.0 ± 1.0** | 1.0 ± 0.0 |" in table_markdown(table)
-    from om2p_lite.results import add_normalised
+    from om2p_lite.rl.results import add_normalised
 
     norm = add_normalised(df.assign(normalised=np.nan), {"spread": (1.0, 3.0)})
     assert norm["normalised"].tolist() == [50.0, 150.0, 0.0, 0.0]
@@ -147,7 +148,7 @@ def test_results_table_marks_best_in_bold() -> None:
 def test_results_table_html_bolds_the_best_cell():
     import pandas as pd
 
-    from om2p_lite.results import results_table, table_html
+    from om2p_lite.rl.results import results_table, table_html
 
     df = pd.DataFrame({"task": ["spread"] * 4, "quality": ["expert"] * 4,
                        "algo": ["om2p", "om2p", "bc", "bc"], "seed": [0, 1, 0, 1],

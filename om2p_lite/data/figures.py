@@ -1,6 +1,6 @@
 """Plotly figures for chapter 04: task trajectories, return histograms, action distributions.
 
-Not general plotting helpers (those are ``om2p_lite.plots``): each figure reads a dataset or
+Not general plotting helpers (those are ``om2p_lite.book.plots``): each figure reads a dataset or
 rolls a behaviour policy and nothing else.
 """
 
@@ -19,7 +19,7 @@ COLOURS = {"random": "#9e9e9e", "medium-replay": "#f2a541", "medium": "#3c8dbc",
 def rollout_positions(task: str, quality: str = "expert", seed: int = 0
                       ) -> dict[str, np.ndarray]:
     """One MPE episode of the ``quality`` behaviour: positions (T + 1, n, 2) per entity kind."""
-    from om2p_lite.behaviour import behaviour_policy
+    from om2p_lite.data.behaviour import behaviour_policy
     from om2p_lite.envs import make_env
 
     env = make_env(task)

@@ -1,0 +1,225 @@
+"""The ``data`` command: make | info | validate | import | export | reference | train-behaviour.
+
+Not the top-level parser: ``om2p_lite.cli.main`` calls ``register(subparsers)`` to add it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from om2p_lite.data.behaviour import QUALITIES
+from om2p_lite.envs import TASKS
+
+
+def _budget_name(name: str | None) -> str:
+    """The budget name from the flag, else $OM2P_BUDGET, else 'book'."""
+    from om2p_lite.runtime.budget import get_budget
+
+    return get_budget(name).name
+
+
+def cmd_make(args: argparse.Namespace) -> int:
+    """Generate one dataset file (refuses to overwrite) and print its checksum and speed."""
+    from om2p_lite.data.dataset import save_dataset
+    from om2p_lite.data.generate import dataset_path, make_dataset
+
+    budget = _budget_name(args.budget)
+    out = Path(args.out) if args.out else dataset_path(args.task, args.quality, args.seed,
+                                                       budget, args.reward_variant)
+    if out.exists():
+        print(f"error: {out} exists; choose another --out (nothing was written)",
+              file=sys.stderr)
+        return 2
+    ds, stats = make_dataset(args.task, args.quality, args.seed, n_transitions=args.transitions,
+                             budget=budget, reward_variant=args.reward_variant,
+                             n_envs=args.n_envs, n_workers=args.workers, progress=True,
+                             command=shlex.join(["python", "-m", "om2p_lite", *sys.argv[1:]]))
+    save_dataset(ds, out)
+    rets = ds.episode_returns()
+    print(f"wrote {out}\n  transitions {len(ds)}  episodes {len(rets)}  return "
+          f"{rets.mean():.3f} +- {rets.std():.3f}\n  {ds.metadata['checksum']}\n  "
+          f"{stats['transitions_per_s']:.0f} transitions/s ({stats['wall_s']:.1f} s)")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print return statistics and metadata of one or more dataset files."""
+    from om2p_lite.data.dataset import load_dataset
+    from om2p_lite.data.generate import summarize
+
+    for path in args.paths:
+        ds = load_dataset(path)
+        s = summarize(ds)
+        print(f"{path}\n  task {s['task']}  quality {s['quality']}  agents {s['agents']}  "
+              f"transitions {s['transitions']}  episodes {s['episodes']}\n  return mean "
+              f"{s['return_mean']:.3f}  std {s['return_std']:.3f}  min {s['return_min']:.3f}"
+              f"  max {s['return_max']:.3f}  (score rule: {ds.metadata.get('score')})\n"
+              f"  behaviour: {ds.metadata.get('behaviour')}\n  {s['checksum']}")
+        if args.json:
+            print(json.dumps(ds.metadata, indent=1, sort_keys=True))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate files; print OK or the DatasetError; exit 1 if any failed."""
+    from om2p_lite.data.dataset import load_dataset
+    from om2p_lite.data.errors import DatasetError
+
+    failed = 0
+    for path in args.paths:
+        try:
+            load_dataset(path)
+            print(f"OK   {path}")
+        except DatasetError as err:
+            print(f"FAIL {err}")
+            failed += 1
+    return 1 if failed else 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a per-agent .npy directory into one validated .npz."""
+    from om2p_lite.data.dataset import save_dataset
+    from om2p_lite.data.npy_io import import_npy
+
+    ds = import_npy(args.src, args.task, args.action_low, args.action_high,
+                    reward_variant=args.reward_variant, quality=args.quality)
+    save_dataset(ds, args.out)
+    print(f"wrote {args.out}: {len(ds)} transitions, {len(ds.episode_bounds())} episodes, "
+          f"{ds.metadata['checksum']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export one .npz to the per-agent .npy layout."""
+    from om2p_lite.data.dataset import load_dataset
+    from om2p_lite.data.npy_io import export_npy
+
+    paths = export_npy(load_dataset(args.path), args.out)
+    print(f"wrote {len(paths)} files to {args.out}")
+    return 0
+
+
+def cmd_reference(args: argparse.Namespace) -> int:
+    """Build (or load) the random/medium/expert datasets and write the reference table."""
+    from om2p_lite.data.reference import (
+        REFERENCE_CSV,
+        merge_rows,
+        read_reference,
+        reference_rows,
+        write_reference,
+    )
+
+    rows = reference_rows(_budget_name(args.budget), args.seed,
+                          tuple(args.tasks) if args.tasks else None, progress=True,
+                          n_workers=args.workers)
+    out = Path(args.out) if args.out else REFERENCE_CSV
+    path = write_reference(merge_rows(read_reference(out) if out.exists() else [], rows), out)
+    for r in rows:
+        print(f"{r['task']:12s} {r['reward_variant']:9s} {r['quality']:7s} "
+              f"{r['return_mean']:10.3f} +- {r['return_std']:.3f}  ({r['episodes']} episodes)")
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_train_behaviour(args: argparse.Namespace) -> int:
+    """Train online independent TD3 (resumable), then ship its snapshots to data/behaviour."""
+    from om2p_lite.data.behaviour import BEHAVIOUR_DIR
+    from om2p_lite.rl.td3_online import TD3Config, export_behaviour, train_td3
+
+    cfg = TD3Config(task=args.task, total_steps=args.steps, seed=args.seed,
+                    eval_every=args.eval_every, n_envs=args.n_envs,
+                    eval_episodes=args.eval_episodes)
+    run_dir = Path(args.run_dir or f"runs/behaviour/{args.task}")
+    curve = train_td3(cfg, run_dir)
+    if args.export:
+        from om2p_lite.data.generate import make_dataset
+
+        rnd, _ = make_dataset(args.task, "random", seed=args.seed, n_transitions=10 * 1000)
+        chosen = export_behaviour(run_dir, BEHAVIOUR_DIR / f"{args.task}_td3.pt",
+                                  float(rnd.episode_returns().mean()))
+        print(f"exported {chosen} to {BEHAVIOUR_DIR / f'{args.task}_td3.pt'}")
+    print(f"final return {curve[-1]['return']:.2f} after {curve[-1]['wall_s']:.0f} s")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add the ``data`` command and its sub-commands to a top-level parser's subparsers."""
+    data = subparsers.add_parser("data", help="make, inspect, validate, import and export "
+                                 "offline datasets")
+    sub = data.add_subparsers(dest="data_command", required=True)
+
+    p = sub.add_parser("make", help="generate one dataset (task, quality, seed)")
+    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--quality", choices=QUALITIES, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", choices=("smoke", "book", "full"), default=None,
+                   help="size preset (default $OM2P_BUDGET or book)")
+    p.add_argument("--transitions", type=int, default=None, help="override the preset size")
+    p.add_argument("--reward-variant", choices=("mpe2", "omar"), default="mpe2",
+                   help="omar: OMAR's reshaped Spread reward (other tasks are unchanged)")
+    p.add_argument("--n-envs", type=int, default=None, help="environments stepped together "
+                   "(changes the data; recorded in the metadata)")
+    p.add_argument("--workers", type=int, default=1, help="processes (does not change data)")
+    p.add_argument("--out", default=None, help="output .npz (default: the cache path)")
+    p.set_defaults(func=cmd_make)
+
+    p = sub.add_parser("info", help="print return statistics of dataset files")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--json", action="store_true", help="also print the full metadata")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("validate", help="check dataset files field by field")
+    p.add_argument("paths", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("import", help="import a per-agent obs_i/acs_i/... .npy directory")
+    p.add_argument("src")
+    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--action-low", type=float, default=-1.0)
+    p.add_argument("--action-high", type=float, default=1.0)
+    p.add_argument("--reward-variant", default="unknown")
+    p.add_argument("--quality", default="imported")
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("export", help="export a dataset to the per-agent .npy layout")
+    p.add_argument("path")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("reference", help="write data/reference_returns.csv")
+    p.add_argument("--budget", choices=("smoke", "book", "full"), default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tasks", nargs="*", choices=TASKS, default=None)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--out", default=None)
+    p.set_defaults(func=cmd_reference)
+
+    p = sub.add_parser("train-behaviour", help="online independent TD3 behaviour policy")
+    p.add_argument("--task", choices=TASKS, default="halfcheetah")
+    p.add_argument("--steps", type=int, default=80_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=4_000)
+    p.add_argument("--n-envs", type=int, default=1)
+    p.add_argument("--eval-episodes", type=int, default=3)
+    p.add_argument("--run-dir", default=None)
+    p.add_argument("--export", action="store_true",
+                   help="write data/behaviour/<task>_td3.pt from the run's snapshots")
+    p.set_defaults(func=cmd_train_behaviour)
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m om2p_lite.cli.data ...``) until the top CLI wires it."""
+    parser = argparse.ArgumentParser(prog="om2p_lite")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

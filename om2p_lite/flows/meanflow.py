@@ -1,0 +1,117 @@
+"""The mean-flow target u_tgt = v + (t - r) du/dr, its four du/dr estimators, and the loss.
+
+Not the time sampler (``timesteps``) nor action sampling (``sampling``).
+Taught in chapter 2 (book/02_mean_flow).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from om2p_lite.flows.flow import conditional_velocity, interpolate
+
+ESTIMATORS = ("jvp", "fd", "zero", "jacobian")
+VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def check_estimator(estimator: str, dr: float | None = None) -> None:
+    """Raise a clear ``ValueError`` for an unknown estimator or a non-positive Δr."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown du/dr estimator {estimator!r}: choose one of {ESTIMATORS}")
+    if estimator == "fd" and (dr is None or not dr > 0 or dr != dr):
+        raise ValueError(f"finite-difference step Δr must be > 0, got {dr!r} "
+                         f"(try 1e-3; in float32 steps below ~1e-6 are mostly rounding noise)")
+
+
+def du_dr(net: VelocityFn, o: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor,
+          t: torch.Tensor, v: torch.Tensor, estimator: str = "jvp",
+          dr: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (u_θ(o, x_r, r, t), du/dr) with du/dr = ∂_x u · v + ∂_r u   (eq-total-derivative).
+
+    ``jvp``: exact, one forward-mode pass with tangents (v, 1, 0);
+    ``fd``: [u(x_r + Δr v, r + Δr) - u(x_r, r)] / Δr, forward passes only (eq-fd);
+    ``zero``: du/dr = 0 (flow matching on (r, t) pairs);
+    ``jacobian``: exact, per-sample Jacobians (memory-hungry reference).
+    u keeps its graph for the loss; du/dr is detached (it only enters the stop-grad target).
+    """
+    check_estimator(estimator, dr)
+    if estimator == "jvp":
+        def fn(x: torch.Tensor, r_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
+            return net(o, x, r_, t_)
+
+        u, dudr = torch.func.jvp(fn, (x_r, r, t), (v, torch.ones_like(r), torch.zeros_like(t)))
+        return u, dudr.detach()
+    u = net(o, x_r, r, t)
+    if estimator == "zero":
+        return u, torch.zeros_like(u)
+    if estimator == "fd":
+        with torch.no_grad():
+            u_shift = net(o, x_r + dr * v, r + dr, t)
+            return u, (u_shift - u.detach()) / dr  # (eq-fd)
+    # jacobian: J_x (B, d, d) and J_r (B, d, 1), one sample at a time under vmap
+    def single(o1: torch.Tensor, x1: torch.Tensor, r1: torch.Tensor,
+               t1: torch.Tensor) -> torch.Tensor:
+        return net(o1, x1, r1, t1)
+
+    jac_x, jac_r = torch.func.vmap(torch.func.jacrev(single, argnums=(1, 2)))(o, x_r, r, t)
+    dudr = torch.einsum("bij,bj->bi", jac_x, v) + jac_r[..., 0]  # (eq-total-derivative)
+    return u, dudr.detach()
+
+
+def meanflow_target(v: torch.Tensor, r: torch.Tensor, t: torch.Tensor,
+                    dudr: torch.Tensor) -> torch.Tensor:
+    """u_tgt = v + (t - r) du/dr, the MeanFlow identity   (eq-mf-target)."""
+    return (v + (t - r) * dudr).detach()  # (eq-mf-target)
+
+
+def adaptive_weight(sq_err: torch.Tensor, p: float = 0.0, c: float = 1e-3) -> torch.Tensor:
+    """w = 1 / (||Δ||² + c)^p, detached; p = 0 gives plain L2   (eq-adaptive-weight)."""
+    if p < 0 or c <= 0:
+        raise ValueError(f"adaptive weight needs p >= 0 and c > 0, got p={p}, c={c}")
+    if p == 0:
+        return torch.ones_like(sq_err)
+    return 1.0 / (sq_err.detach() + c) ** p  # (eq-adaptive-weight)
+
+
+def meanflow_loss(net: nn.Module | VelocityFn, o: torch.Tensor, a: torch.Tensor,
+                  r: torch.Tensor, t: torch.Tensor, estimator: str = "jvp", dr: float = 1e-3,
+                  p: float = 0.0, c: float = 1e-3, eps: torch.Tensor | None = None,
+                  ) -> tuple[torch.Tensor, dict[str, float]]:
+    """L_MF = E w ||u_θ(o, x_r, r, t) - sg(u_tgt)||²   (eq-mf-loss); returns (loss, logs)."""
+    eps = torch.randn_like(a) if eps is None else eps
+    x_r = interpolate(eps, a, r)  # (B, act_dim)
+    v = conditional_velocity(eps, a)  # (B, act_dim)
+    u, dudr = du_dr(net, o, x_r, r, t, v, estimator, dr)
+    u_tgt = meanflow_target(v, r, t, dudr)
+    sq_err = ((u - u_tgt) ** 2).sum(-1)  # (B,)
+    loss = (adaptive_weight(sq_err, p, c) * sq_err).mean()  # (eq-mf-loss)
+    return loss, {"mf_loss": float(sq_err.mean().detach()),
+                  "du_dr_norm": float(dudr.norm(dim=-1).mean())}
+
+
+def fd_error_sweep(net: nn.Module, o: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor,
+                   t: torch.Tensor, v: torch.Tensor, drs: list[float],
+                   dtype: torch.dtype = torch.float32) -> list[dict[str, float]]:
+    """For each Δr: relative error of the ``fd`` estimate (run in ``dtype``) against the exact
+    float64 ``jvp``, and the fraction of samples whose estimate is exactly zero.
+
+    This is the evidence for how small Δr may go: error ∝ Δr until rounding (∝ eps/Δr) wins.
+    """
+    import copy
+
+    ref_net = copy.deepcopy(net).to(torch.float64)
+    args64 = [z.to(torch.float64) for z in (o, x_r, r, t, v)]
+    _, exact = du_dr(ref_net, *args64[:4], args64[4], "jvp")
+    low_net = copy.deepcopy(net).to(dtype)
+    low = [z.to(dtype) for z in (o, x_r, r, t, v)]
+    scale = exact.norm(dim=-1).mean()
+    rows = []
+    for dr in drs:
+        _, fd = du_dr(low_net, *low[:4], low[4], "fd", dr)
+        err = (fd.to(torch.float64) - exact).norm(dim=-1).mean() / scale
+        rows.append({"dr": float(dr), "rel_error": float(err),
+                     "zero_fraction": float((fd == 0).all(dim=-1).float().mean())})
+    return rows

@@ -1,0 +1,4 @@
+"""Offline multi-agent learning: configs, critics, agents, the trainer, evaluation, results.
+
+Not the mean-flow maths (``flows``) nor the environments (``envs``) or data (``data``).
+"""

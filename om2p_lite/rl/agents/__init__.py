@@ -1,0 +1,35 @@
+"""Offline multi-agent learners: OM2P and its baselines, all built on ``agents.base``.
+
+Not the training loop (``train``): ``make_agent`` only builds an agent from a config.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from om2p_lite.rl.agents.base import ActorCriticAgent, Agent, AgentDims, GenerativeQAgent
+from om2p_lite.rl.agents.bc import BCAgent
+from om2p_lite.rl.agents.cql import CQLAgent
+from om2p_lite.rl.agents.diffusionq import DiffusionQAgent
+from om2p_lite.rl.agents.flowq import FlowQAgent
+from om2p_lite.rl.agents.om2p import OM2PAgent
+from om2p_lite.rl.agents.omar import OMARAgent
+from om2p_lite.rl.agents.td3bc import TD3BCAgent
+
+if TYPE_CHECKING:
+    from om2p_lite.rl.config import TrainConfig
+
+AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (
+    OM2PAgent, BCAgent, TD3BCAgent, CQLAgent, OMARAgent, FlowQAgent, DiffusionQAgent)}
+ALGORITHMS = tuple(AGENTS)
+
+
+def make_agent(algo: str, dims: AgentDims, cfg: TrainConfig) -> Agent:
+    """Build the agent named ``algo`` (one of ``ALGORITHMS``) for shapes ``dims``."""
+    if algo not in AGENTS:
+        raise ValueError(f"unknown algorithm {algo!r}: choose one of {ALGORITHMS}")
+    return AGENTS[algo](dims, cfg)
+
+
+__all__ = ["AGENTS", "ALGORITHMS", "Agent", "AgentDims", "ActorCriticAgent",
+           "GenerativeQAgent", "make_agent"]
