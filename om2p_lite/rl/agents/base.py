@@ -67,13 +67,31 @@ class Agent(nn.Module):
         loss.backward()
         opt.step()
 
+    def randn(self, *shape: int, agent_dim: int = -2,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        """N(0, I) draws of ``shape`` whose axis ``agent_dim`` is the agent axis A.
+
+        The one source of an agent's randomness (with ``rand``), so that a population
+        (members stacked along the agent axis) can give each member its own stream.
+        """
+        device = self.act_mask.device
+        if generator is None:
+            return torch.randn(shape, device=device)
+        return torch.randn(shape, generator=generator).to(device)
+
+    def rand(self, *shape: int, agent_dim: int = -2,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """U[0, 1) draws of ``shape`` whose axis ``agent_dim`` is the agent axis A."""
+        device = self.act_mask.device
+        if generator is None:
+            return torch.rand(shape, device=device)
+        return torch.rand(shape, generator=generator).to(device)
+
     def noise(self, obs: torch.Tensor, generator: torch.Generator | None = None,
               ) -> torch.Tensor:
-        """ε ~ N(0, I) of shape (B, A, d) (from ``generator`` when given, on the CPU)."""
+        """ε ~ N(0, I) of shape (B, A, d) for observations (B, A, D)."""
         shape = (*obs.shape[:-1], self.dims.act_dim)
-        if generator is None:
-            return torch.randn(shape, device=obs.device, dtype=obs.dtype)
-        return torch.randn(shape, generator=generator, dtype=obs.dtype).to(obs.device)
+        return self.randn(*shape, generator=generator).to(obs.dtype)
 
     def policy(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
         """Actions (B, A, d) in [-1, 1], with gradients; ``eps`` is the noise if stochastic."""
