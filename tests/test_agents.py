@@ -133,3 +133,17 @@ def test_critic_shapes_polyak_and_normalised_q() -> None:
     torch.testing.assert_close(loss, torch.tensor(1.0 - 1.0))
     loss.backward()
     assert (qv.grad < 0).all()  # minimising the loss raises Q
+
+
+def test_q_loss_without_normalisation_is_minus_mean_q():
+    from om2p_lite.rl.critics import normalised_q_loss
+
+    q = torch.tensor([[1.0, -4.0], [3.0, 2.0]])  # (B=2, A=2)
+    assert torch.allclose(normalised_q_loss(q, normalise=False), torch.tensor(-2.0 - -1.0))
+    assert torch.allclose(normalised_q_loss(q), torch.tensor(-2.0 / 2.0 - (-1.0 / 3.0)))
+
+
+def test_pairing_is_validated_and_reaches_the_agent():
+    with pytest.raises(ValueError, match="pairing"):
+        TrainConfig(pairing="shuffled").validate()
+    assert TrainConfig(pairing="independent").validate().pairing == "independent"

@@ -13,6 +13,7 @@ from typing import Any
 from om2p_lite.data.behaviour import QUALITIES
 from om2p_lite.envs import TASKS
 from om2p_lite.flows.meanflow import ESTIMATORS
+from om2p_lite.flows.timesteps import PAIRINGS
 
 
 @dataclass
@@ -42,6 +43,8 @@ class TrainConfig:
     dr: float = 1e-3  # finite-difference step Δr (estimator fd)
     xi: str = "beta55"  # time sampler: uniform | beta55 | logit_normal | "a,b,c,d"
     ratio: float = 0.25  # fraction of (r, t) pairs with r ≠ t
+    pairing: str = "sorted"  # (r, t) from two draws: sorted (r = min) | independent (public code)
+    q_norm: bool = True  # divide the Q term by sg(mean |Q|) (False: the ablation without it)
     adaptive_p: float = 0.0  # MeanFlow adaptive-weight power p (0 = plain L2)
     sample_steps: int = 1  # OM2P sampling steps (1 = one-step policy)
     flow_steps: int = 10  # Euler steps K of the Flow+Q baseline
@@ -99,6 +102,8 @@ class TrainConfig:
         if not (self.dr > 0 and math.isfinite(self.dr)):
             raise bad("dr", f"Δr must be > 0, got {self.dr}",
                       "use a positive step such as 1e-3 (in float32, below ~1e-6 is noise)")
+        if self.pairing not in PAIRINGS:
+            raise bad("pairing", f"unknown pairing {self.pairing!r}", f"use one of {PAIRINGS}")
         if not 0 <= self.ratio <= 1:
             raise bad("ratio", f"must lie in [0, 1], got {self.ratio}", "e.g. 0.25")
         for name in ("steps", "batch_size", "lr", "hidden", "depth", "critic_hidden",

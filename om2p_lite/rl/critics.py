@@ -58,12 +58,15 @@ def critic_loss(q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return ((q - y.unsqueeze(0)) ** 2).mean(1).sum()
 
 
-def normalised_q_loss(q: torch.Tensor) -> torch.Tensor:
+def normalised_q_loss(q: torch.Tensor, normalise: bool = True) -> torch.Tensor:
     """L_Q = - mean Q(o, a_π) / sg(mean |Q|), per agent, summed over agents   (eq-q-loss).
 
-    q: (n_q, B, A) or (B, A); the ensemble is averaged first.
+    q: (n_q, B, A) or (B, A); the ensemble is averaged first. ``normalise=False`` drops the
+    division (the ablation "no Q normalisation": L_Q = - mean Q).
     """
     q = q.mean(0) if q.dim() == 3 else q  # (B, A)
+    if not normalise:
+        return (-q.mean(0)).sum()
     return (-q.mean(0) / q.abs().mean(0).detach().clamp_min(1e-6)).sum()  # (eq-q-loss)
 
 

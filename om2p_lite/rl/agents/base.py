@@ -210,7 +210,7 @@ class GenerativeQAgent(ActorCriticAgent):
         if self.cfg.eta > 0:
             a_pi = self.policy(batch["obs"], self.noise(batch["obs"])) * self.act_mask
             q_pi = self.critic(batch["obs"], a_pi)  # (n_q, B, A)
-            loss_q = normalised_q_loss(q_pi)
+            loss_q = normalised_q_loss(q_pi, self.cfg.q_norm)
             loss = loss + self.cfg.eta * loss_q  # (eq-actor-loss)
             logs.update(q_loss=float(loss_q.detach()), q_pi=float(q_pi.mean().detach()))
         return loss, logs

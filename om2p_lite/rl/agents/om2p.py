@@ -28,7 +28,8 @@ class OM2PAgent(GenerativeQAgent):
                         ) -> tuple[torch.Tensor, dict[str, float]]:
         """L_MF = Σ_i E w ||u_θ(o, x_r, r, t) - sg(v + (t - r) du/dr)||²   (eq-mf-loss)."""
         B, A, _ = actions.shape
-        r, t = sample_r_t(B * A, self.time_sampler, self.cfg.ratio, device=obs.device)
+        r, t = sample_r_t(B * A, self.time_sampler, self.cfg.ratio, device=obs.device,
+                          pairing=self.cfg.pairing)
         r, t = r.view(B, A, 1), t.view(B, A, 1)
         eps = torch.randn_like(actions)
         x_r = interpolate(eps, actions, r)  # (B, A, d)
