@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -75,3 +76,138 @@ def test_toc_parser_walks_parts_and_sections(tmp_path: Path) -> None:
                    "      - file: a.ipynb\n        sections:\n          - file: a1\n"
                    "  - caption: B\n    chapters:\n      - file: b\n")
     assert browser_check.toc_docnames(toc) == ["intro", "a", "a1", "b"]
+
+
+# --- one repository URL, one setup cell (scripts/sync_setup.py, om2p_lite/book/launch.py) --
+
+def repository_files() -> list[Path]:
+    """Every file git tracks or would track (untracked, not ignored) in the repository."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard",
+                             "-z"], cwd=REPO, capture_output=True, text=True, check=True)
+    return [REPO / name for name in listed.stdout.split("\0") if name]
+
+
+def test_repository_url_is_written_by_hand_once() -> None:
+    sync = load_script("sync_setup")
+    url = sync.repository_url(REPO / "pyproject.toml")
+    hits: dict[str, int] = {}
+    for path in repository_files():
+        if not path.is_file():
+            continue  # deleted in the work tree but still in the index
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        if url in text:
+            hits[str(path.relative_to(REPO))] = text.count(url)
+    assert hits.pop("pyproject.toml") == 1
+    # The remaining copies are written from pyproject by scripts/sync_setup.py ...
+    generated = {"_config.yml"} | {str(p.relative_to(REPO))
+                                   for p in (REPO / "book").glob("[0-9][0-9]_*.ipynb")}
+    assert set(hits) <= generated, f"hand-written copies of {url}: {set(hits) - generated}"
+    assert all(count == 1 for count in hits.values()), hits
+    # ... and agree with it (a stale copy fails here, naming the fix).
+    assert sync.main(["--check"]) == 0
+
+
+def test_every_chapter_calls_the_setup_in_its_first_cell() -> None:
+    sync = load_script("sync_setup")
+    url = sync.repository_url(REPO / "pyproject.toml")
+    chapters = sorted((REPO / "book").glob("[0-9][0-9]_*.ipynb"))
+    assert chapters
+    for path in chapters:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        block, _ = sync.split_cell("".join(sync.first_code_cell(nb, path)["source"]))
+        assert block == sync.setup_block(url, path.name[:2]), path.name
+        assert block.splitlines()[-1] == f'setup_chapter("{path.name[:2]}")'
+
+
+def test_sync_setup_rewrites_only_the_first_code_cell(tmp_path: Path) -> None:
+    sync = load_script("sync_setup")
+    (tmp_path / "pyproject.toml").write_text(
+        '[project.urls]\nRepository = "https://example.org/a/b"\n')
+    (tmp_path / "_config.yml").write_text("title: x\nrepository:\n  url: https://old/x\n"
+                                          "  branch: main\n")
+    (tmp_path / "book").mkdir()
+    cells = [{"cell_type": "markdown", "metadata": {}, "source": ["# Title"]},
+             {"cell_type": "code", "metadata": {}, "source": ["import torch\n", "x = 1"],
+              "outputs": [], "execution_count": None},
+             {"cell_type": "code", "metadata": {}, "source": ["y = 2"], "outputs": [],
+              "execution_count": None}]
+    nb_path = tmp_path / "book" / "07_demo.ipynb"
+    nb_path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4,
+                                   "nbformat_minor": 5}))
+    root = ["--root", str(tmp_path)]
+    assert sync.main([*root, "--check"]) == 1
+    assert sync.main(root) == 0
+    assert sync.main([*root, "--check"]) == 0
+    assert "url: https://example.org/a/b\n  branch: main" in (tmp_path / "_config.yml").read_text()
+    nb = json.loads(nb_path.read_text())
+    first = "".join(nb["cells"][1]["source"])
+    assert first == sync.setup_block("https://example.org/a/b", "07") + "\n\nimport torch\nx = 1"
+    assert nb["cells"][0] == cells[0] and nb["cells"][2] == cells[2]
+    # a second sync keeps the chapter's own lines once
+    sync.main(root)
+    assert json.loads(nb_path.read_text())["cells"][1]["source"] == nb["cells"][1]["source"]
+
+
+def test_chapter_extras_follow_the_chapter_number() -> None:
+    from om2p_lite.book.launch import chapter_extras
+
+    assert chapter_extras("00") == chapter_extras("03") == ()
+    assert chapter_extras("04") == chapter_extras(10) == ("envs",)
+    with pytest.raises(ValueError, match="chapter number"):
+        chapter_extras("intro")
+
+
+def test_setup_outside_colab_names_a_missing_extra(monkeypatch, capsys) -> None:
+    from om2p_lite.book import launch
+
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    report = launch.setup_chapter("02")
+    assert not report.colab and not report.installed
+    assert "chapter 02 needs no extra" in capsys.readouterr().out
+    monkeypatch.setitem(launch.EXTRA_PROBES, "envs", "om2p_no_such_module")
+    with pytest.raises(ImportError, match=r"extra\(s\) \['envs'\].*pip install -e '\.\[envs\]'"):
+        launch.setup_chapter("05")
+
+
+def test_setup_on_colab_pins_torch_installs_once_and_enters_book(tmp_path, monkeypatch,
+                                                                 capsys) -> None:
+    from om2p_lite.book import launch
+
+    checkout = tmp_path / "om2p-lite"
+    (checkout / "book").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text("")
+    calls: list[tuple[list[str], str]] = []
+
+    def fake_pip(cmd, **kwargs):
+        constraints = cmd[cmd.index("-c") + 1]
+        calls.append((cmd, Path(constraints).read_text()))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
+    monkeypatch.setenv(launch.CHECKOUT_ENV, str(checkout))
+    monkeypatch.setattr(launch.subprocess, "run", fake_pip)
+    monkeypatch.setattr(launch, "_torch_version", lambda: "9.9.9+cu999")
+    monkeypatch.chdir(tmp_path)
+
+    report = launch.setup_chapter("04")
+    assert report.installed and report.colab
+    (cmd, constraints), = calls
+    assert cmd[-4:-2] == ["-e", f"{checkout}[envs]"] and constraints == "torch==9.9.9+cu999\n"
+    assert Path.cwd() == checkout / "book"
+    out = capsys.readouterr().out
+    assert "installed" in out and "kept torch 9.9.9+cu999" in out
+    assert not launch.setup_chapter("05").installed  # same extras: pip is not run again
+    assert launch.setup_chapter("02").installed  # the base install is a different stamp
+    assert len(calls) == 2 and calls[1][0][-3] == str(checkout)
+
+
+def test_setup_on_colab_without_a_clone_says_how_to_fix(tmp_path, monkeypatch) -> None:
+    from om2p_lite.book import launch
+
+    monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab"))
+    monkeypatch.setenv(launch.CHECKOUT_ENV, str(tmp_path / "missing"))
+    with pytest.raises(RuntimeError, match="OM2P_CHECKOUT.*first cell"):
+        launch.setup_chapter("01")
