@@ -190,3 +190,106 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]], title: str = 
     fig.update_layout(title=title, height=60 + 30 * (len(rows) + 1),
                       margin={"t": 40, "b": 10})
     return fig
+
+
+def _rgba(color: str, alpha: float) -> str:
+    """'#1f77b4' → 'rgba(31, 119, 180, alpha)' for translucent bands."""
+    r, g, b = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+def curve_bands(stats: object, group: str = "variant", labels: Mapping[str, str] | None = None,
+                title: str = "", xlabel: str = "training step", ylabel: str = "return",
+                band_name: str = "95% interval"):
+    """Mean curves with shaded bands from a ``curves.curve_bands`` frame (columns
+    ``group``, step, mean, lo, hi, n), one colour per value of ``group`` in frame order.
+
+    ``labels`` renames groups (and picks / orders the ones drawn when given)."""
+    import plotly.graph_objects as go
+
+    names = list(labels) if labels else list(dict.fromkeys(stats[group]))  # type: ignore
+    fig = go.Figure()
+    for i, name in enumerate(names):
+        sub = stats[stats[group] == name].sort_values("step")  # type: ignore[index]
+        if sub.empty:
+            continue
+        x = _np(sub["step"])
+        color = PALETTE[i % len(PALETTE)]
+        fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
+                                 y=np.concatenate([_np(sub["hi"]), _np(sub["lo"])[::-1]]),
+                                 fill="toself", fillcolor=_rgba(color, 0.18),
+                                 line={"width": 0}, hoverinfo="skip", showlegend=False))
+        label = (labels or {}).get(name, str(name))
+        fig.add_trace(go.Scatter(x=x, y=_np(sub["mean"]), line={"color": color},
+                                 name=f"{label} (n={int(sub['n'].min())})"))
+    fig.update_layout(title=f"{title} (bands: {band_name})" if title else "", height=440,
+                      xaxis_title=xlabel, yaxis_title=ylabel, legend=LEGEND_BELOW)
+    return fig
+
+
+def errorbars(series: Mapping[str, tuple[object, object, object]],
+              references: Mapping[str, tuple[float, float]] | None = None, title: str = "",
+              xlabel: str = "", ylabel: str = "", log_x: bool = False):
+    """Points with error bars, ``series[name] = (x, mean, err)``, joined by lines; each
+    ``references[name] = (mean, err)`` is a horizontal line with a shaded band."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for i, (name, (x, mean, err)) in enumerate(series.items()):
+        fig.add_trace(go.Scatter(x=_x(x), y=_np(mean), name=name, mode="lines+markers",
+                                 error_y={"type": "data", "array": _np(err), "visible": True},
+                                 line={"color": PALETTE[i % len(PALETTE)]}))
+    for j, (name, (mean, err)) in enumerate((references or {}).items()):
+        color = PALETTE[(len(series) + j) % len(PALETTE)]
+        fig.add_hrect(y0=mean - err, y1=mean + err, fillcolor=color, opacity=0.15,
+                      line_width=0)
+        fig.add_hline(y=mean, line={"color": color, "dash": "dash"})
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name,
+                                 line={"color": color, "dash": "dash"}))
+    fig.update_layout(title=title, xaxis_title=xlabel, yaxis_title=ylabel, height=420,
+                      xaxis_type="log" if log_x else None, legend=LEGEND_BELOW)
+    return fig
+
+
+def bars(labels: Sequence[str], mean: object, err: object, title: str = "",
+         ylabel: str = "", reference: str | None = None, text: Sequence[str] | None = None):
+    """A bar per label with error bars; the bar named ``reference`` is drawn darker and
+    its mean as a dashed line across the chart."""
+    import plotly.graph_objects as go
+
+    means = _np(mean)
+    colors = [PALETTE[0] if lab == reference else _rgba(PALETTE[0], 0.55) for lab in labels]
+    fig = go.Figure(go.Bar(x=list(labels), y=means, marker_color=colors,
+                           error_y={"type": "data", "array": _np(err), "visible": True},
+                           text=list(text) if text is not None else None,
+                           textposition="outside" if text is not None else None,
+                           showlegend=False))
+    if reference is not None:
+        fig.add_hline(y=float(means[list(labels).index(reference)]),
+                      line={"color": "black", "dash": "dash"})
+    fig.update_layout(title=title, yaxis_title=ylabel, height=420)
+    return fig
+
+
+def heatmap_table(z: object, rows: Sequence[str], cols: Sequence[str],
+                  cell_text: Sequence[Sequence[str]], side_header: Sequence[str],
+                  side_rows: Sequence[Sequence[object]], title: str = "",
+                  colorbar: str = "", zmid: float | None = None):
+    """A heatmap (``z``: rows × cols, ``cell_text`` printed in each cell) next to a table
+    (``side_header``, ``side_rows``), e.g. normalised scores beside training times."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.66, 0.34], horizontal_spacing=0.03,
+                        specs=[[{"type": "heatmap"}, {"type": "table"}]])
+    fig.add_trace(go.Heatmap(z=_np(z), x=list(cols), y=list(rows), text=[list(r) for r in
+                                                                         cell_text],
+                             texttemplate="%{text}", colorscale="RdBu", zmid=zmid,
+                             colorbar={"title": colorbar, "x": 0.64}), row=1, col=1)
+    columns = list(zip(*side_rows, strict=True)) if side_rows else [[] for _ in side_header]
+    fig.add_trace(go.Table(header={"values": list(side_header)},
+                           cells={"values": [list(c) for c in columns]}), row=1, col=2)
+    fig.update_yaxes(autorange="reversed", row=1, col=1)
+    fig.update_layout(title=title, height=max(360, 60 + 32 * len(rows)),
+                      margin={"t": 60, "b": 40, "l": 140, "r": 10})
+    return fig

@@ -1,0 +1,421 @@
+"""Learning curves and per-variant summaries of an experiment's run folders (chapters 06-10).
+
+Not a runner nor a plot: ``rl.experiment.run_experiment`` writes the run folders this module
+reads; ``book.plots`` draws the frames it returns.
+
+A run folder ``{root}/{task}/{quality}/{algo}[/{variant}]/seed{k}`` holds ``config.json``
+from its start, ``log.jsonl`` / ``metrics.csv`` (train and eval rows) and, once finished,
+``result.json``. Every frame here is tidy: one row per run (``load_runs``), per evaluation
+(``load_curves``) or per training-log row (``load_train_logs``), keyed by
+``KEYS`` = (task, quality, algo, variant) and the seed. Runs without variants get the
+variant ``""``.
+
+Bands are 95 % Student-t intervals of the mean over seeds (``band="ci95"``,
+mean ± t₀.₉₇₅,ₙ₋₁ · s / √n, s the sample std) or mean ± one sample std (``band="std"``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+KEYS = ("task", "quality", "algo", "variant")
+CONFIG_COLUMNS = ("eta", "estimator", "dr", "xi", "pairing", "q_norm", "sample_steps",
+                  "steps", "hidden", "depth", "batch_size", "lr", "eval_every",
+                  "eval_episodes")
+BANDS = ("ci95", "std")
+RESULT, CONFIG, STATUS = "result.json", "config.json", "status.json"
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file, or a ``ValueError`` naming it and the fix."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"{path}: unreadable or not JSON ({err}). Fix: delete its run "
+                         f"folder and rerun the experiment's grid command") from err
+
+
+def _keys_from_path(folder: Path, root: Path) -> dict[str, Any]:
+    """task, quality, algo, variant, seed from ``{task}/{quality}/{algo}[/{variant}]/seed{k}``."""
+    parts = folder.relative_to(root).parts
+    if len(parts) not in (4, 5) or not parts[-1].startswith("seed") or \
+            not parts[-1][4:].isdigit():
+        raise ValueError(f"{folder}: not a run folder of the layout "
+                         f"task/quality/algo[/variant]/seedK under {root}. Fix: point at "
+                         f"the experiment's results_dir")
+    return {"task": parts[0], "quality": parts[1], "algo": parts[2],
+            "variant": parts[3] if len(parts) == 5 else "", "seed": int(parts[-1][4:])}
+
+
+def run_folders(root: str | Path) -> list[Path]:
+    """Every run folder under ``root`` (a folder with a config.json or result.json), sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no results folder. Fix: run `python -m om2p_lite "
+                                f"grid --experiment FILE` (its results_dir) first")
+    found = {p.parent for name in (RESULT, CONFIG) for p in root.rglob(name)}
+    return sorted(found)
+
+
+def _num(value: Any) -> float:
+    """A float, NaN for None / missing."""
+    return float("nan") if value is None else float(value)
+
+
+def load_runs(root: str | Path) -> pd.DataFrame:
+    """One row per run folder: keys, seed, status (finished | failed | running), final
+    return and normalised score, seconds per step, wall time, the config's main fields."""
+    root = Path(root)
+    rows = []
+    for folder in run_folders(root):
+        keys = _keys_from_path(folder, root)
+        if (folder / RESULT).exists():
+            res = _read_json(folder / RESULT)
+            cfg = res.get("config", {})
+            status = "finished"
+            values = {"return": _num(res.get("return")),
+                      "normalised": _num(res.get("normalised")),
+                      "s_per_step": _num(res.get("s_per_step")),
+                      "wall_s": _num(res.get("wall_s"))}
+        else:
+            cfg = _read_json(folder / CONFIG)
+            st = _read_json(folder / STATUS) if (folder / STATUS).exists() else {}
+            status = "failed" if st.get("status") == "failed" else "running"
+            values = {k: float("nan") for k in ("return", "normalised", "s_per_step",
+                                                 "wall_s")}
+        rows.append(keys | {"status": status} | values
+                    | {c: cfg.get(c) for c in CONFIG_COLUMNS} | {"path": str(folder)})
+    if not rows:
+        raise FileNotFoundError(f"{root}: no run folders. Fix: run `python -m om2p_lite grid "
+                                f"--experiment FILE` first")
+    return pd.DataFrame(rows)
+
+
+def _log_rows(folder: Path) -> list[dict[str, Any]]:
+    """Training and evaluation rows of a run: metrics.csv, else log.jsonl, else result.json."""
+    if (folder / "metrics.csv").exists():
+        try:
+            return pd.read_csv(folder / "metrics.csv").to_dict("records")
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{folder / 'metrics.csv'}: unreadable ({err}). Fix: delete the "
+                             f"run folder and rerun the grid") from err
+    if (folder / "log.jsonl").exists():
+        rows = []
+        for line in (folder / "log.jsonl").read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:  # a run still writing its last line
+                continue
+        return rows
+    if (folder / RESULT).exists():
+        return [dict(e, kind="eval") for e in _read_json(folder / RESULT).get("evals", [])]
+    return []
+
+
+def _rows_of(root: str | Path, finished_only: bool) -> Iterable[tuple[dict[str, Any],
+                                                                       list[dict[str, Any]]]]:
+    root = Path(root)
+    for folder in run_folders(root):
+        if finished_only and not (folder / RESULT).exists():
+            continue
+        yield _keys_from_path(folder, root), _log_rows(folder)
+
+
+def load_curves(root: str | Path, finished_only: bool = True) -> pd.DataFrame:
+    """Tidy learning curves: one row per evaluation (keys, seed, step, return, normalised)."""
+    rows = []
+    for keys, log in _rows_of(root, finished_only):
+        for row in log:
+            if row.get("kind") == "eval":
+                rows.append(keys | {"step": int(row["step"]), "return": _num(row["return"]),
+                                    "normalised": _num(row.get("normalised"))})
+    columns = [*KEYS, "seed", "step", "return", "normalised"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def load_train_logs(root: str | Path, columns: Sequence[str] = ("du_dr_zero_frac",),
+                    finished_only: bool = True) -> pd.DataFrame:
+    """Tidy training-log rows (keys, seed, step and ``columns``; NaN where a run lacks one)."""
+    rows = []
+    for keys, log in _rows_of(root, finished_only):
+        for row in log:
+            if row.get("kind") == "train":
+                rows.append(keys | {"step": int(row["step"])}
+                            | {c: _num(row.get(c)) for c in columns})
+    return pd.DataFrame(rows, columns=[*KEYS, "seed", "step", *columns])
+
+
+def interval(values: Sequence[float] | np.ndarray, band: str = "ci95",
+             ) -> tuple[float, float, int]:
+    """(mean, half-width, n) of the finite ``values``: the band's half-width is
+    t₀.₉₇₅,ₙ₋₁ · s / √n (``ci95``) or s (``std``); 0 for fewer than two values."""
+    if band not in BANDS:
+        raise ValueError(f"band: unknown {band!r}. Fix: use one of {BANDS}")
+    x = np.asarray(values, dtype=float)
+    x = x[np.isfinite(x)]
+    n = len(x)
+    if n == 0:
+        return float("nan"), float("nan"), 0
+    if n == 1:
+        return float(x[0]), 0.0, 1
+    s = float(x.std(ddof=1))
+    if band == "std":
+        return float(x.mean()), s, n
+    from scipy.stats import t
+
+    return float(x.mean()), float(t.ppf(0.975, n - 1)) * s / math.sqrt(n), n
+
+
+def _summary(df: pd.DataFrame, by: Sequence[str], value: str, band: str) -> pd.DataFrame:
+    if value not in df.columns:
+        raise ValueError(f"value: no column {value!r}. Fix: use one of {list(df.columns)}")
+    rows = []
+    for key, group in df.groupby(list(by), sort=False, dropna=False):
+        mean, half, n = interval(group[value].to_numpy(), band)
+        rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,), strict=True))
+                    | {"mean": mean, "lo": mean - half, "hi": mean + half, "err": half,
+                       "n": n})
+    return pd.DataFrame(rows, columns=[*by, "mean", "lo", "hi", "err", "n"])
+
+
+def curve_bands(curves: pd.DataFrame, value: str = "return", band: str = "ci95",
+                ) -> pd.DataFrame:
+    """Mean and band over seeds per (task, quality, algo, variant, step): columns mean, lo,
+    hi, err (half-width) and n (seeds)."""
+    return _summary(curves, [*KEYS, "step"], value, band).sort_values(
+        [*KEYS, "step"], kind="stable").reset_index(drop=True)
+
+
+def final_scores(runs: pd.DataFrame, value: str = "return", band: str = "ci95",
+                 ) -> pd.DataFrame:
+    """Final ``value`` per (task, quality, algo, variant) over its finished seeds: mean,
+    lo, hi, err, n, in the order the runs first appear."""
+    done = runs[runs["status"] == "finished"]
+    return _summary(done, list(KEYS), value, band)
+
+
+def zero_fraction(logs: pd.DataFrame, column: str = "du_dr_zero_frac") -> pd.DataFrame:
+    """Share of exactly-zero du/dr estimates per variant, averaged over logged steps and
+    seeds (mean, min and max over the rows; n = rows)."""
+    if column not in logs.columns:
+        raise ValueError(f"logs: no column {column!r}. Fix: load_train_logs(root, "
+                         f"columns=[{column!r}])")
+    rows = []
+    for key, group in logs.groupby(list(KEYS), sort=False):
+        x = group[column].to_numpy(dtype=float)
+        x = x[np.isfinite(x)]
+        rows.append(dict(zip(KEYS, key, strict=True))
+                    | {"mean": float(x.mean()) if len(x) else float("nan"),
+                       "min": float(x.min()) if len(x) else float("nan"),
+                       "max": float(x.max()) if len(x) else float("nan"), "n": len(x)})
+    return pd.DataFrame(rows, columns=[*KEYS, "mean", "min", "max", "n"])
+
+
+def step_times(runs: pd.DataFrame) -> pd.DataFrame:
+    """Milliseconds per training step per variant over its finished seeds (mean, std, n)."""
+    done = runs[runs["status"] == "finished"]
+    g = done.groupby(list(KEYS), sort=False)["s_per_step"]
+    out = pd.DataFrame({"ms_mean": 1e3 * g.mean(), "ms_std": 1e3 * g.std(ddof=1),
+                        "n": g.count()})
+    return out.reset_index()
+
+
+def expected_runs(experiment: str | Path | Mapping[str, Any]) -> pd.DataFrame:
+    """Seeds an experiment asks for per (task, quality, algo, variant), in its order."""
+    from om2p_lite.rl.experiment import load_experiment, validate_experiment
+
+    doc = (validate_experiment(dict(experiment)) if isinstance(experiment, Mapping)
+           else load_experiment(experiment))
+    grid, variants = doc["grid"], list(doc.get("variants") or [""])
+    rows = [{"task": t, "quality": q, "algo": a, "variant": v, "expected": len(grid["seeds"])}
+            for t in grid["tasks"] for q in grid["qualities"] for a in grid["algos"]
+            for v in variants]
+    return pd.DataFrame(rows, columns=[*KEYS, "expected"])
+
+
+def run_counts(runs: pd.DataFrame, experiment: str | Path | Mapping[str, Any],
+               ) -> pd.DataFrame:
+    """Per (task, quality, algo, variant) of the experiment: finished, failed and expected
+    runs, and the text 'k of n seeds' a chapter prints beside a partly finished sweep."""
+    out = expected_runs(experiment)
+    for status in ("finished", "failed"):
+        counts = runs[runs["status"] == status].groupby(list(KEYS)).size()
+        out[status] = [int(counts.get(tuple(row), 0)) for row in out[list(KEYS)].to_numpy()]
+    out["text"] = [f"{k} of {n} seeds" for k, n in zip(out["finished"], out["expected"],
+                                                        strict=True)]
+    return out
+
+
+def completeness(counts: pd.DataFrame) -> str:
+    """One line on a sweep's state: 'all 50 runs finished' or 'k of n runs finished
+    (variant a: 3 of 5 seeds, ...)'."""
+    done, total = int(counts["finished"].sum()), int(counts["expected"].sum())
+    if done == total:
+        return f"all {total} runs finished"
+    short = counts[counts["finished"] < counts["expected"]]
+    names = [("/".join(str(v) for v in (row.task, row.quality, row.algo, row.variant) if v)
+              + f": {row.text}") for row in short.itertuples()]
+    return f"{done} of {total} runs finished ({'; '.join(names)})"
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Two-sided p-value of Welch's t-test that ``a`` and ``b`` have equal means (NaN if
+    either has fewer than two finite values)."""
+    x, y = (np.asarray(v, dtype=float) for v in (a, b))
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if len(x) < 2 or len(y) < 2:
+        return float("nan")
+    if x.std() == 0 and y.std() == 0:
+        return 1.0 if x.mean() == y.mean() else 0.0
+    from scipy.stats import ttest_ind
+
+    return float(ttest_ind(x, y, equal_var=False).pvalue)
+
+
+def verdicts(runs: pd.DataFrame, algo: str = "om2p", value: str = "normalised",
+             alpha: float = 0.05) -> pd.DataFrame:
+    """Per (task, quality): ``algo`` against the best other algorithm by mean ``value``;
+    'wins' / 'loses' when Welch's test rejects equal means at ``alpha``, else 'ties'."""
+    done = runs[runs["status"] == "finished"]
+    rows = []
+    for (task, quality), block in done.groupby(["task", "quality"], sort=False):
+        means = block.groupby("algo")[value].mean()
+        if algo not in means or len(means) < 2:
+            continue
+        rival = means.drop(algo).idxmax()
+        ours = block.loc[block["algo"] == algo, value].to_numpy()
+        theirs = block.loc[block["algo"] == rival, value].to_numpy()
+        p = welch_p(ours, theirs)
+        diff = means[algo] - means[rival]
+        verdict = "ties" if not p < alpha else ("wins" if diff > 0 else "loses")
+        rows.append({"task": task, "quality": quality, "mean": means[algo], "rival": rival,
+                     "rival_mean": means[rival], "diff": diff, "p": p, "verdict": verdict,
+                     "n": len(ours), "rival_n": len(theirs)})
+    return pd.DataFrame(rows, columns=["task", "quality", "mean", "rival", "rival_mean",
+                                       "diff", "p", "verdict", "n", "rival_n"])
+
+
+def verdict_text(table: pd.DataFrame, algo: str = "OM2P", alpha: float = 0.05) -> str:
+    """A sentence built from ``verdicts``: where ``algo`` wins, loses and ties."""
+    if table.empty:
+        return f"No data set has finished runs of {algo} and another algorithm yet."
+    parts = []
+    for verdict, word in (("wins", "wins"), ("loses", "loses"), ("ties", "ties within noise")):
+        rows = table[table["verdict"] == verdict]
+        where = ", ".join(f"{r.task} {r.quality} ({'vs' if verdict != 'ties' else 'with'} "
+                          f"{r.rival})" for r in rows.itertuples())
+        parts.append(f"{word} on {len(rows)}" + (f": {where}" if len(rows) else ""))
+    return (f"Against the best other algorithm of each data set (Welch's t-test, "
+            f"α = {alpha}), {algo} " + "; ".join(parts) + f" (of {len(table)} data sets).")
+
+
+def compare_to(runs: pd.DataFrame, reference: str, value: str = "return",
+               band: str = "ci95", alpha: float = 0.05) -> pd.DataFrame:
+    """Final ``value`` of every variant against the variant ``reference`` of the same
+    (task, quality, algo): mean, err, n, diff to the reference, Welch's p and a verdict
+    ('higher' / 'lower' when p < ``alpha``, else 'same within noise')."""
+    done = runs[runs["status"] == "finished"]
+    if reference not in set(done["variant"]):
+        raise ValueError(f"reference: no finished runs of variant {reference!r}. Fix: use "
+                         f"one of {sorted(set(done['variant']))}")
+    table = final_scores(done, value, band)
+    diffs, ps, words = [], [], []
+    for row in table.itertuples():
+        cell = done[(done["task"] == row.task) & (done["quality"] == row.quality)
+                    & (done["algo"] == row.algo)]
+        ref = cell.loc[cell["variant"] == reference, value].to_numpy()
+        own = cell.loc[cell["variant"] == row.variant, value].to_numpy()
+        p = welch_p(own, ref) if row.variant != reference else float("nan")
+        diff = row.mean - float(np.mean(ref)) if len(ref) else float("nan")
+        diffs.append(diff)
+        ps.append(p)
+        words.append("reference" if row.variant == reference else
+                     "same within noise" if not p < alpha else
+                     "higher" if diff > 0 else "lower")
+    return table.assign(diff=diffs, p=ps, verdict=words)
+
+
+def setting_label(estimator: str, dr: float | None) -> str:
+    """'fd Δr=1e-08', 'jvp' or 'zero': how the book names a du/dr setting."""
+    return f"fd Δr={dr:.0e}" if estimator == "fd" else str(estimator)
+
+
+def dr_claim(compared: pd.DataFrame, runs: pd.DataFrame, zeros: pd.DataFrame | None = None,
+             threshold: float = 1e-8) -> str:
+    """What the runs say about 'Δr ≤ threshold is comparable to exact gradients', built
+    from ``compare_to(runs, <the jvp variant>)`` and, if given, ``zero_fraction`` rows.
+
+    In float32, fd at such steps is (mostly) the ``zero`` estimator; the sentence says
+    whether those runs match ``jvp``, and whether ``zero`` itself matches ``jvp``.
+    """
+    settings = runs.drop_duplicates("variant").set_index("variant")
+    est = settings["estimator"].to_dict()
+    drs = settings["dr"].to_dict()
+    small = [v for v in compared["variant"] if est.get(v) == "fd" and drs[v] <= threshold]
+    zero = [v for v in compared["variant"] if est.get(v) == "zero"]
+    if not small:
+        return f"No finished fd runs with Δr ≤ {threshold:.0e} yet."
+    by = compared.set_index("variant")
+    same = [v for v in small if by.loc[v, "verdict"] == "same within noise"]
+    frac = ""
+    if zeros is not None and not zeros.empty:
+        z = zeros.set_index("variant")["mean"]
+        shares = [f"{100 * z[v]:.0f} %" for v in small if v in z]
+        if shares:
+            frac = (f" During training, {', '.join(shares)} of their du/dr estimates "
+                    f"were exactly zero.")
+    listed = ", ".join(f"{setting_label('fd', drs[v])}: {by.loc[v, 'mean']:.2f} "
+                       f"(p = {by.loc[v, 'p']:.2f})" for v in small)
+    ref = by.loc[by["verdict"] == "reference", "mean"].iloc[0]
+    text = (f"Against jvp (final return {ref:.2f}), fd with Δr ≤ {threshold:.0e} ends at "
+            f"{listed}: {len(same)} of {len(small)} settings are the same within noise."
+            f"{frac}")
+    z_same = None
+    if zero:
+        z_same = by.loc[zero[0], "verdict"] == "same within noise"
+        text += (f" The zero estimator ends at {by.loc[zero[0], 'mean']:.2f}, "
+                 + ("the same as jvp within noise." if z_same else
+                    f"{by.loc[zero[0], 'verdict']} than jvp."))
+    if len(same) == len(small):
+        if z_same:
+            return text + (" So the claim holds on this task, but because du/dr barely "
+                           "matters here, not because the finite difference is accurate: "
+                           "in float32 these steps are the zero estimator.")
+        if z_same is False:
+            return text + (" The tiny steps match jvp although zero does not: their "
+                           "non-zero share carries some derivative information.")
+        return text + " So the claim holds on this task."
+    if z_same:
+        return text + (" So the claim does not hold in float32 on our data, even though "
+                       "zero matches jvp: the non-zero share of these estimates is rounding "
+                       "noise divided by a tiny Δr, and it hurts.")
+    return text + (" So the claim does not hold in float32 on our data: these steps are "
+                   "(mostly) the zero estimator, and that trains differently from jvp.")
+
+
+def sweep_frames(stats: pd.DataFrame, sweep: Mapping[str, str],
+                 fixed: Mapping[str, str] | None = None, name: str = "selected setting",
+                 ) -> tuple[list[int], dict[str, dict[str, list[float]]]]:
+    """The frames of a static slider over a precomputed sweep (``plots.slider_lines``):
+    for each variant of ``sweep`` (variant → slider label) its mean curve as ``name``,
+    beside the mean curves of the ``fixed`` variants (variant → legend name).
+
+    Returns the shared steps and ``frames[label][curve] = mean return per step`` (NaN
+    where a variant has no evaluation at a step)."""
+    steps = sorted(int(s) for s in stats["step"].unique())
+
+    def mean_of(variant: str) -> list[float]:
+        sub = stats[stats["variant"] == variant].set_index("step")["mean"]
+        return [float(sub.get(s, float("nan"))) for s in steps]
+
+    frames = {label: {name: mean_of(variant)} | {legend: mean_of(v) for v, legend in
+                                                  (fixed or {}).items()}
+              for variant, label in sweep.items()}
+    return steps, frames

@@ -1,0 +1,201 @@
+"""The learning-curve frames of ``om2p_lite.book.curves`` on hand-made run folders whose
+answers are known, and on a real two-run experiment."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from om2p_lite.book import curves
+
+EXPERIMENT = {
+    "results_dir": "unused",
+    "grid": {"algos": ["om2p"], "tasks": ["world"], "qualities": ["expert"],
+             "seeds": [0, 1, 2]},
+    "variants": {"jvp": {"estimator": "jvp"}, "zero": {"estimator": "zero"},
+                 "fd_1e-3": {"estimator": "fd", "dr": 1e-3},
+                 "fd_1e-8": {"estimator": "fd", "dr": 1e-8}},
+}
+# final return of each (variant, seed); curves are 0 at step 0, half at 50, final at 100
+FINAL = {"jvp": [10.0, 11.0, 12.0], "zero": [10.5, 11.5, 12.5], "fd_1e-3": [10.0, 11.0, 12.0],
+         "fd_1e-8": [0.0, 1.0, 2.0]}
+ZERO_FRAC = {"jvp": 0.0, "zero": 1.0, "fd_1e-3": 0.0, "fd_1e-8": 0.8}
+
+
+def write_run(folder: Path, variant: str, seed: int, final: float | None,
+              status: str | None = None) -> None:
+    fields = EXPERIMENT["variants"][variant]
+    cfg = {"algo": "om2p", "task": "world", "quality": "expert", "seed": seed,
+           "estimator": fields["estimator"], "dr": fields.get("dr", 1e-3), "eta": 1.0,
+           "steps": 100}
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    if status:
+        (folder / "status.json").write_text(json.dumps({"status": status, "step": 50,
+                                                        "error": "loss is NaN"}))
+    if final is None:
+        return
+    evals = [{"step": s, "kind": "eval", "return": final * s / 100, "return_std": 1.0,
+              "normalised": final * s, "wall_s": 0.1} for s in (0, 50, 100)]
+    train = [{"step": s, "kind": "train", "mf_loss": 1.0, "du_dr_zero_frac": ZERO_FRAC[variant],
+              "wall_s": 0.1} for s in (50, 100)]
+    pd.DataFrame(train + evals).to_csv(folder / "metrics.csv", index=False)
+    result = {"task": "world", "quality": "expert", "algo": "om2p", "variant": variant,
+              "seed": seed, "return": final, "normalised": final * 100,
+              "s_per_step": 0.01 * (2 if variant == "jvp" else 1), "wall_s": 1.0,
+              "evals": evals, "config": cfg}
+    (folder / "result.json").write_text(json.dumps(result))
+
+
+@pytest.fixture()
+def root(tmp_path: Path) -> Path:
+    for variant, finals in FINAL.items():
+        for seed, final in enumerate(finals):
+            write_run(tmp_path / "world" / "expert" / "om2p" / variant / f"seed{seed}",
+                      variant, seed, final)
+    return tmp_path
+
+
+def test_runs_curves_and_logs_are_tidy(root: Path):
+    runs = curves.load_runs(root)
+    assert len(runs) == 12 and set(runs["status"]) == {"finished"}
+    assert runs.loc[runs["variant"] == "fd_1e-8", "dr"].unique().tolist() == [1e-8]
+    cur = curves.load_curves(root)
+    assert len(cur) == 12 * 3
+    assert list(cur.columns) == [*curves.KEYS, "seed", "step", "return", "normalised"]
+    row = cur[(cur["variant"] == "jvp") & (cur["seed"] == 2) & (cur["step"] == 50)]
+    assert row["return"].item() == 6.0
+    logs = curves.load_train_logs(root)
+    assert len(logs) == 12 * 2 and logs["du_dr_zero_frac"].notna().all()
+
+
+def test_bands_are_student_t_intervals_or_std(root: Path):
+    bands = curves.curve_bands(curves.load_curves(root))
+    final = bands[(bands["variant"] == "jvp") & (bands["step"] == 100)].iloc[0]
+    half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t(0.975, 2) · s / √n with s = 1
+    assert final["mean"] == pytest.approx(11.0) and final["n"] == 3
+    assert final["hi"] - final["mean"] == pytest.approx(half)
+    assert final["mean"] - final["lo"] == pytest.approx(half)
+    std = curves.curve_bands(curves.load_curves(root), band="std")
+    assert std.iloc[-1]["err"] == pytest.approx(1.0)
+    start = bands[bands["step"] == 0]
+    assert (start["err"] == 0).all()  # every seed starts at 0
+    with pytest.raises(ValueError, match="band"):
+        curves.curve_bands(curves.load_curves(root), band="iqr")
+
+
+def test_final_scores_zero_fraction_step_times(root: Path):
+    runs = curves.load_runs(root)
+    final = curves.final_scores(runs).set_index("variant")
+    assert list(final.index) == ["fd_1e-3", "fd_1e-8", "jvp", "zero"]  # folder order
+    assert final.loc["fd_1e-8", "mean"] == pytest.approx(1.0)
+    assert final.loc["zero", "n"] == 3
+    zeros = curves.zero_fraction(curves.load_train_logs(root)).set_index("variant")
+    assert zeros.loc["fd_1e-8", "mean"] == pytest.approx(0.8)
+    assert zeros.loc["jvp", "max"] == 0.0
+    times = curves.step_times(runs).set_index("variant")
+    assert times.loc["jvp", "ms_mean"] == pytest.approx(20.0)
+    assert times.loc["zero", "ms_mean"] == pytest.approx(10.0)
+
+
+def test_counts_say_k_of_n_seeds_for_a_partly_finished_sweep(root: Path):
+    base = root / "world" / "expert" / "om2p"
+    import shutil
+
+    shutil.rmtree(base / "zero" / "seed2")
+    write_run(base / "zero" / "seed2", "zero", 2, None)  # still running
+    shutil.rmtree(base / "jvp" / "seed1")
+    write_run(base / "jvp" / "seed1", "jvp", 1, None, status="failed")
+    runs = curves.load_runs(root)
+    assert runs["status"].value_counts().to_dict() == {"finished": 10, "running": 1,
+                                                       "failed": 1}
+    counts = curves.run_counts(runs, EXPERIMENT).set_index("variant")
+    assert counts.loc["zero", "text"] == "2 of 3 seeds"
+    assert counts.loc["jvp", "failed"] == 1 and counts.loc["fd_1e-3", "finished"] == 3
+    line = curves.completeness(counts.reset_index())
+    assert line.startswith("10 of 12 runs finished") and "zero: 2 of 3 seeds" in line
+    assert len(curves.load_curves(root)) == 10 * 3
+    assert len(curves.load_curves(root, finished_only=False)) == 10 * 3  # no log yet
+    assert curves.final_scores(runs).set_index("variant").loc["zero", "n"] == 2
+
+
+def test_compare_and_the_dr_claim_are_computed(root: Path):
+    runs = curves.load_runs(root)
+    table = curves.compare_to(runs, "jvp").set_index("variant")
+    assert table.loc["jvp", "verdict"] == "reference"
+    assert table.loc["fd_1e-3", "verdict"] == "same within noise"
+    assert table.loc["fd_1e-3", "p"] == pytest.approx(1.0)
+    assert table.loc["fd_1e-8", "verdict"] == "lower"
+    zeros = curves.zero_fraction(curves.load_train_logs(root))
+    text = curves.dr_claim(table.reset_index(), runs, zeros)
+    assert "0 of 1 settings" in text and "80 %" in text
+    assert "does not hold" in text and "zero matches jvp" in text
+    with pytest.raises(ValueError, match="reference"):
+        curves.compare_to(runs, "exact")
+
+
+def test_verdicts_say_wins_loses_and_ties():
+    rng = np.random.default_rng(0)
+    rows = []
+    for quality, shift in (("expert", 50.0), ("medium", -50.0), ("random", 0.1)):
+        for algo in ("om2p", "bc", "td3bc"):
+            base = 60.0 + (shift if algo == "om2p" else 0.0) - (5 if algo == "td3bc" else 0)
+            for seed in range(5):
+                rows.append({"task": "world", "quality": quality, "algo": algo,
+                             "variant": "", "seed": seed, "status": "finished",
+                             "normalised": base + rng.normal(0, 1)})
+    table = curves.verdicts(pd.DataFrame(rows)).set_index("quality")
+    assert table["verdict"].to_dict() == {"expert": "wins", "medium": "loses",
+                                          "random": "ties"}
+    assert set(table["rival"]) == {"bc"}
+    text = curves.verdict_text(table.reset_index())
+    assert "wins on 1: world expert (vs bc)" in text and "ties within noise on 1" in text
+
+
+def test_interval_and_welch_edge_cases():
+    assert curves.interval([3.0]) == (3.0, 0.0, 1)
+    mean, half, n = curves.interval([float("nan"), 1.0, 3.0], band="std")
+    assert (mean, n) == (2.0, 2) and half == pytest.approx(math.sqrt(2))
+    assert math.isnan(curves.welch_p([1.0], [1.0, 2.0]))
+    assert curves.welch_p([1.0, 1.0], [1.0, 1.0]) == 1.0
+    assert curves.setting_label("fd", 1e-8) == "fd Δr=1e-08"
+
+
+def test_bad_folders_get_clear_errors(tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="grid --experiment"):
+        curves.load_runs(tmp_path / "nothing")
+    with pytest.raises(FileNotFoundError, match="no run folders"):
+        curves.load_runs(tmp_path)
+    bad = tmp_path / "world" / "expert" / "om2p" / "seed0"
+    bad.mkdir(parents=True)
+    (bad / "result.json").write_text("{not json")
+    with pytest.raises(ValueError, match="result.json: unreadable"):
+        curves.load_runs(tmp_path)
+    odd = tmp_path / "elsewhere"
+    odd.mkdir()
+    (odd / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="not a run folder"):
+        curves.load_runs(tmp_path)
+
+
+def test_a_real_tiny_experiment_loads(tmp_path: Path, one_thread):
+    from om2p_lite.rl.experiment import run_experiment
+
+    doc = {"grid": {"algos": ["om2p"], "tasks": ["world"], "qualities": ["expert"],
+                    "seeds": [0]},
+           "config": {"steps": 4, "batch_size": 16, "hidden": 8, "depth": 1,
+                      "critic_hidden": 8, "critic_depth": 1, "eval_every": 2,
+                      "eval_episodes": 2, "eval_max_steps": 3, "log_every": 2,
+                      "progress": False},
+           "variants": {"fd": {"estimator": "fd"}, "zero": {"estimator": "zero"}}}
+    run_experiment(doc, results_dir=tmp_path)
+    runs = curves.load_runs(tmp_path)
+    assert sorted(runs["variant"]) == ["fd", "zero"] and (runs["status"] == "finished").all()
+    cur = curves.load_curves(tmp_path)
+    assert sorted(cur["step"].unique()) == [0, 2, 4]
+    assert curves.run_counts(runs, doc)["text"].tolist() == ["1 of 1 seeds"] * 2
