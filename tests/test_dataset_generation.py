@@ -66,24 +66,25 @@ def test_npy_export_import_round_trip_is_bit_exact(spread_expert, tmp_path: Path
     files = export_npy(spread_expert, tmp_path / "npy")
     assert {p.name for p in files} >= {"obs_0.npy", "acs_2.npy", "rews_1.npy",
                                        "next_obs_2.npy", "dones_0.npy"}
-    back = import_npy(tmp_path / "npy", "spread")
+    back = import_npy(tmp_path / "npy", "spread", reward_variant="mpe2")
     assert back.checksum() == spread_expert.checksum()
     with pytest.raises(DatasetError, match="already exists"):
         export_npy(spread_expert, tmp_path / "npy")
 
 
 def test_import_rescales_a_unit_box_and_reports_missing_files(tmp_path: Path) -> None:
-    ds = toy_dataset()
+    ds = toy_dataset(obs_dims=(18, 18, 18), act_dims=(5, 5, 5))  # Spread's shapes
     export_npy(ds, tmp_path / "a")
     for p in (tmp_path / "a").glob("acs_*.npy"):
         a = np.load(p)
         p.unlink()
         np.save(p, (a + 1.0) / 2.0)  # a [0, 1] action box
-    back = import_npy(tmp_path / "a", "spread", action_low=0.0, action_high=1.0)
+    back = import_npy(tmp_path / "a", "spread", action_low=0.0, action_high=1.0,
+                      reward_variant="omar")
     np.testing.assert_allclose(back.actions, ds.actions, atol=1e-6)
     (tmp_path / "a" / "rews_1.npy").unlink()
     with pytest.raises(DatasetError) as info:
-        import_npy(tmp_path / "a", "spread")
+        import_npy(tmp_path / "a", "spread", reward_variant="omar")
     assert info.value.field == "rews_1"
 
 
@@ -133,3 +134,56 @@ def test_medium_replay_improves_over_the_file() -> None:
     rets = ds.episode_returns()
     half = len(rets) // 2
     assert rets[half:].mean() > rets[:half].mean()
+
+
+@pytest.mark.parametrize("n", [0, 1, 24, -5])
+def test_make_refuses_less_than_one_episode(n: int, tmp_path: Path, capsys) -> None:
+    with pytest.raises(ValueError, match=r"n_transitions: .*one spread episode \(25 steps\)"
+                       r".*Fix: ask for at least 25"):
+        make_dataset("spread", "random", n_transitions=n)
+    out = tmp_path / "x.npz"
+    assert data_main(["data", "make", "--task", "spread", "--quality", "random",
+                      "--transitions", str(n), "--out", str(out)]) == 2
+    assert "at least 25 transitions" in capsys.readouterr().err and not out.exists()
+
+
+def test_make_one_episode_is_the_smallest_dataset() -> None:
+    ds, _ = make_dataset("tag", "random", n_transitions=25)
+    assert len(ds) == 25 and ds.episode_starts.sum() == 1
+
+
+def test_spread_with_four_agents_by_name_or_option(tmp_path: Path) -> None:
+    by_name, _ = make_dataset("spread4", "expert", seed=1, n_transitions=50)
+    by_option, _ = make_dataset("spread", "expert", seed=1, n_transitions=50, n_agents=4)
+    assert by_name.checksum() == by_option.checksum()
+    assert by_name.obs.shape == (50, 4, 24) and by_name.actions.shape == (50, 4, 5)
+    meta = by_name.metadata
+    assert meta["task"] == "spread4" and meta["n_agents"] == 4 and "4 landmarks" in \
+        meta["env_notes"]
+    # the standard task's data stream is unchanged by the option
+    three, _ = make_dataset("spread", "expert", seed=1, n_transitions=50, n_agents=3)
+    assert three.metadata["task"] == "spread" and three.obs.shape[1] == 3
+    with pytest.raises(ValueError, match="only Spread takes an agent count"):
+        make_dataset("tag", "random", n_transitions=25, n_agents=4)
+    with pytest.raises(ValueError, match="has 4 agents but n_agents=5"):
+        make_dataset("spread4", "random", n_transitions=25, n_agents=5)
+    args = ["data", "make", "--task", "spread", "--n-agents", "4", "--quality", "expert",
+            "--seed", "1", "--transitions", "50"]
+    assert data_main([*args, "--out", str(tmp_path / "a.npz")]) == 0
+    assert load_dataset(tmp_path / "a.npz").checksum() == by_name.checksum()
+    from om2p_lite.data.generate import dataset_path
+
+    assert dataset_path("spread4", "expert", 1, "smoke", "omar").name == \
+        "spread4-omar-expert-s1-smoke.npz"
+
+
+def test_scripted_expert_beats_random_with_four_agents() -> None:
+    means = {q: make_dataset("spread4", q, seed=0, n_transitions=250)[0]
+             .episode_returns().mean() for q in ("random", "expert")}
+    assert means["expert"] > means["random"] + 5.0, means
+
+
+def test_cli_make_refuses_an_unknown_task_with_the_valid_names(capsys) -> None:
+    with pytest.raises(SystemExit):
+        data_main(["data", "make", "--task", "spread9", "--quality", "random"])
+    assert "spreadN" in capsys.readouterr().err

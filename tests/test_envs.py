@@ -24,13 +24,44 @@ def test_mpe_specs(task: str, obs_dim: int, score: str) -> None:
     assert env.reset(seed=0).shape == (3, obs_dim)
 
 
-@pytest.mark.parametrize("task", ["spread", "tag", "world"])
-def test_fast_step_matches_the_pettingzoo_parallel_api(task: str) -> None:
+def test_spread_with_n_agents_by_name_or_option() -> None:
+    from om2p_lite.envs import parse_task, task_name
+
+    for env in (make_env("spread4"), make_env("spread", n_agents=4), make_env("spread4",
+                                                                              n_agents=4)):
+        s = env.spec
+        assert s.n_agents == 4 and s.obs_dims == (24,) * 4 and s.act_dims == (5,) * 4
+        assert s.task == "spread" and s.notes == "4 agents, 4 landmarks" and s.score == "mean"
+        assert env.reset(seed=0).shape == (4, 24)
+    assert make_env("spread", n_agents=3).spec.n_agents == 3
+    assert make_env("spread2").spec.obs_dims == (12, 12)
+    assert parse_task("spread4") == ("spread", 4) and parse_task("tag") == ("tag", None)
+    assert task_name("spread", 4) == "spread4" and task_name("spread", 3) == "spread"
+    with pytest.raises(ValueError, match="has 4 agents but n_agents=5.*Fix"):
+        make_env("spread4", n_agents=5)
+    with pytest.raises(ValueError, match="only Spread takes an agent count.*Fix"):
+        make_env("tag", n_agents=4)
+    for bad, match in (("spread3", "standard task.*Fix: use 'spread'"),
+                       ("spread12", "supports 2..6 agents"), ("pong", "unknown task.*spreadN")):
+        with pytest.raises(ValueError, match=match):
+            make_env(bad)
+
+
+def test_vec_env_and_omar_reward_run_with_four_agents() -> None:
+    with VecEnv("spread4", 2, seed=1, reward_variant="omar") as env:
+        obs = env.reset()
+        _, rew, *_ = env.step(np.zeros((2, 4, 5), np.float32))
+    assert obs.shape == (2, 4, 24) and rew.shape == (2, 4)
+
+
+@pytest.mark.parametrize("task, n", [("spread", None), ("tag", None), ("world", None),
+                                     ("spread", 4)])
+def test_fast_step_matches_the_pettingzoo_parallel_api(task: str, n: int | None) -> None:
     """Our direct world step gives the same obs and rewards as mpe2's public parallel API."""
     from om2p_lite.envs.mpe import _build
 
-    ours = make_env(task)
-    ref_raw = _build(task)
+    ours = make_env(task, n_agents=n)
+    ref_raw = _build(task, n)
     from pettingzoo.utils.conversions import aec_to_parallel
     from pettingzoo.utils.wrappers import ClipOutOfBoundsWrapper, OrderEnforcingWrapper
 
@@ -41,7 +72,7 @@ def test_fast_step_matches_the_pettingzoo_parallel_api(task: str) -> None:
     prey = {"tag": tag_prey_policy, "world": world_prey_policy}.get(task)
     for _ in range(25):
         np.testing.assert_allclose(obs, np.stack([ref_obs[n] for n in ours.learners]))
-        act = rng.uniform(-1, 1, (3, 5)).astype(np.float32)
+        act = rng.uniform(-1, 1, (len(ours.learners), 5)).astype(np.float32)
         acts = {n: ours._env_action(n, a) for n, a in zip(ours.learners, act, strict=True)}
         for n in ours.prey:
             acts[n] = ours._env_action(n, prey(ref_obs[n][None])[0])
@@ -101,19 +132,27 @@ def test_worker_processes_do_not_change_the_data() -> None:
     np.testing.assert_array_equal(roll(1), roll(2))
 
 
-@pytest.mark.parametrize("task", ["spread", "tag", "world"])
+@pytest.mark.parametrize("task", ["spread", "tag", "world", "spread4"])
 def test_scripted_expert_beats_random(task: str) -> None:
     rng = np.random.default_rng(0)
     with VecEnv(task, 20, seed=3) as env:
         rets = {}
         for name, pol in (("random", RandomPolicy(env.spec)),
-                          ("expert", NoisyPolicy(ScriptedPolicy(task), env.spec, std=0.1))):
+                          ("expert", NoisyPolicy(ScriptedPolicy(env.spec.task), env.spec,
+                                                 std=0.1))):
             obs, total = env.reset(), 0.0
             for _ in range(25):
                 _, r, _, _, obs = env.step(pol(obs, rng))
                 total += team_score(r, env.spec.score).sum()
             rets[name] = total / 20
     assert rets["expert"] > rets["random"] + 1.0, rets
+
+
+def test_spread_policy_refuses_observations_of_another_size() -> None:
+    from om2p_lite.envs.scripted import spread_policy
+
+    with pytest.raises(ValueError, match="expects 3 agents observing 18"):
+        spread_policy(np.zeros((2, 3, 16), np.float32))
 
 
 def test_halfcheetah_2x3() -> None:

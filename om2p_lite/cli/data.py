@@ -12,7 +12,18 @@ import sys
 from pathlib import Path
 
 from om2p_lite.data.behaviour import QUALITIES
+from om2p_lite.data.npy_io import IMPORT_QUALITIES, IMPORTED
 from om2p_lite.envs import TASKS
+
+
+def _task(text: str) -> str:
+    """``--task``: a standard task or spreadN, with the library's message when it is not."""
+    from om2p_lite.envs import check_task
+
+    try:
+        return check_task(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def _budget_name(name: str | None) -> str:
@@ -26,8 +37,11 @@ def cmd_make(args: argparse.Namespace) -> int:
     """Generate one dataset file (refuses to overwrite) and print its checksum and speed."""
     from om2p_lite.data.dataset import save_dataset
     from om2p_lite.data.generate import dataset_path, make_dataset
+    from om2p_lite.envs import task_name
 
     budget = _budget_name(args.budget)
+    if args.n_agents is not None and args.task in TASKS:
+        args.task, args.n_agents = task_name(args.task, args.n_agents), None
     out = Path(args.out) if args.out else dataset_path(args.task, args.quality, args.seed,
                                                        budget, args.reward_variant)
     if out.exists():
@@ -37,7 +51,8 @@ def cmd_make(args: argparse.Namespace) -> int:
     ds, stats = make_dataset(args.task, args.quality, args.seed, n_transitions=args.transitions,
                              budget=budget, reward_variant=args.reward_variant,
                              n_envs=args.n_envs, n_workers=args.workers, progress=True,
-                             command=shlex.join(["python", "-m", "om2p_lite", *sys.argv[1:]]))
+                             command=shlex.join(["python", "-m", "om2p_lite", *sys.argv[1:]]),
+                             n_agents=args.n_agents)
     save_dataset(ds, out)
     rets = ds.episode_returns()
     print(f"wrote {out}\n  transitions {len(ds)}  episodes {len(rets)}  return "
@@ -88,8 +103,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     ds = import_npy(args.src, args.task, args.action_low, args.action_high,
                     reward_variant=args.reward_variant, quality=args.quality)
     save_dataset(ds, args.out)
-    print(f"wrote {args.out}: {len(ds)} transitions, {len(ds.episode_bounds())} episodes, "
-          f"{ds.metadata['checksum']}")
+    meta = ds.metadata
+    print(f"wrote {args.out}: task {meta['task']}, {len(ds)} transitions, "
+          f"{len(ds.episode_bounds())} episodes, {meta['checksum']}\n  train on it with: "
+          f"python -m om2p_lite train --dataset {args.out} --task {meta['task']} "
+          f"--quality {meta['quality']}")
     return 0
 
 
@@ -153,12 +171,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     sub = data.add_subparsers(dest="data_command", required=True)
 
     p = sub.add_parser("make", help="generate one dataset (task, quality, seed)")
-    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--task", type=_task, required=True,
+                   help=f"one of {', '.join(TASKS)}, or spreadN (Spread with N agents)")
+    p.add_argument("--n-agents", type=int, default=None,
+                   help="Spread's agent count (the same as --task spreadN)")
     p.add_argument("--quality", choices=QUALITIES, required=True)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--budget", choices=("smoke", "book", "full"), default=None,
                    help="size preset (default $OM2P_BUDGET or book)")
-    p.add_argument("--transitions", type=int, default=None, help="override the preset size")
+    p.add_argument("--transitions", type=int, default=None,
+                   help="override the preset size (at least one episode)")
     p.add_argument("--reward-variant", choices=("mpe2", "omar"), default="mpe2",
                    help="omar: OMAR's reshaped Spread reward (other tasks are unchanged)")
     p.add_argument("--n-envs", type=int, default=None, help="environments stepped together "
@@ -178,12 +200,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="import a per-agent obs_i/acs_i/... .npy directory")
     p.add_argument("src")
-    p.add_argument("--task", choices=TASKS, required=True)
+    p.add_argument("--task", type=_task, required=True,
+                   help="the task the files were made in; spread takes its agent count "
+                   "from the files (4 agents: spread4)")
     p.add_argument("--out", required=True)
     p.add_argument("--action-low", type=float, default=-1.0)
     p.add_argument("--action-high", type=float, default=1.0)
-    p.add_argument("--reward-variant", default="unknown")
-    p.add_argument("--quality", default="imported")
+    p.add_argument("--reward-variant", choices=("mpe2", "omar", "mamujoco"), default=None,
+                   help="reward function of the files: required for spread (omar for "
+                   "OMAR's public data); others default to their only one")
+    p.add_argument("--quality", choices=IMPORT_QUALITIES, default=IMPORTED,
+                   help="data set quality label (default: imported, behaviour unknown)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("export", help="export a dataset to the per-agent .npy layout")
@@ -218,7 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="om2p_lite")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except (ValueError, FileNotFoundError) as err:  # as the top-level command line does
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

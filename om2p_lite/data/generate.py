@@ -20,7 +20,7 @@ import numpy as np
 from om2p_lite.data.behaviour import QUALITIES, behaviour_policy
 from om2p_lite.data.dataset import FORMAT_VERSION, OfflineDataset, load_dataset, save_dataset
 from om2p_lite.data.errors import DatasetError
-from om2p_lite.envs import TASKS, VecEnv
+from om2p_lite.envs import TASKS, VecEnv, parse_task, task_name
 
 DATA_DIR_ENV = "OM2P_DATA_DIR"
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
@@ -46,10 +46,24 @@ def dataset_size(task: str, budget: str) -> int:
     return SIZES[budget]["halfcheetah" if task == "halfcheetah" else "mpe"]
 
 
+def _check_size(size: object, task: str, episode_length: int) -> int:
+    """``size`` as an int of at least one episode, or a ``ValueError`` saying how to fix it."""
+    if isinstance(size, bool) or not isinstance(size, int | np.integer):
+        raise ValueError(f"n_transitions: expected a whole number, got {size!r}. Fix: ask "
+                         f"for at least {episode_length} transitions (one {task} episode)")
+    if size < episode_length:
+        raise ValueError(f"n_transitions: {size} is less than one {task} episode "
+                         f"({episode_length} steps), and a dataset holds whole episodes. Fix: "
+                         f"ask for at least {episode_length} transitions (--transitions "
+                         f"{episode_length}), or leave it unset for the budget's size")
+    return int(size)
+
+
 def dataset_path(task: str, quality: str, seed: int, budget: str,
                  reward_variant: str = "mpe2") -> Path:
     """Cache file name of one (task, reward variant, quality, seed, budget) dataset."""
-    variant = "" if reward_variant == "mpe2" or task != "spread" else f"-{reward_variant}"
+    variant = "" if reward_variant == "mpe2" or parse_task(task)[0] != "spread" \
+        else f"-{reward_variant}"
     return cache_dir() / f"{task}{variant}-{quality}-s{seed}-{budget}.npz"
 
 
@@ -71,22 +85,29 @@ def default_n_envs(task: str, n_episodes: int) -> int:
 
 def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | None = None,
                  budget: str = "smoke", reward_variant: str = "mpe2", n_envs: int | None = None,
-                 n_workers: int = 1, progress: bool = False,
-                 command: str | None = None) -> tuple[OfflineDataset, dict[str, float]]:
+                 n_workers: int = 1, progress: bool = False, command: str | None = None,
+                 n_agents: int | None = None) -> tuple[OfflineDataset, dict[str, float]]:
     """Roll the ``quality`` behaviour policy until whole episodes fill ``n_transitions``.
 
     Deterministic in (task, quality, seed, size, n_envs): ``n_workers`` only spreads the
-    same environments over processes. Returns the dataset and timing stats.
+    same environments over processes. ``n_agents`` makes Spread with N agents (the same as
+    ``task='spreadN'``; the metadata records the task name ``spreadN``). Returns the dataset
+    and timing stats.
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
+    if n_agents is not None and task in TASKS:
+        task = task_name(task, n_agents)
+    base, n_spread = parse_task(task)
     if quality not in QUALITIES:
         raise ValueError(f"unknown quality {quality!r}; choose one of {QUALITIES}")
-    size = n_transitions if n_transitions is not None else dataset_size(task, budget)
-    q_index, t_index = QUALITIES.index(quality), TASKS.index(task)
+    q_index, t_index = QUALITIES.index(quality), TASKS.index(base)
     env = VecEnv(task, 1, seed=0, reward_variant=reward_variant)  # probe for the spec only
     spec = env.spec
     env.close()
+    if n_agents is not None and spec.n_agents != n_agents:
+        raise ValueError(f"task {task!r} has {spec.n_agents} agents but n_agents={n_agents} "
+                         f"was asked. Fix: give the agent count once (task spreadN)")
+    size = _check_size(n_transitions, task, spec.episode_length) if n_transitions is not None \
+        else dataset_size(task, budget)
     n_episodes = math.ceil(size / spec.episode_length)
     n_envs = n_envs or default_n_envs(task, n_episodes)
     cap = n_episodes * spec.episode_length
@@ -97,7 +118,8 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
     T = spec.episode_length
     ep = {k: np.zeros((n_envs, T) + v.shape[1:], v.dtype) for k, v in out.items()}
     t_in_ep = np.zeros(n_envs, dtype=int)
-    rng = np.random.default_rng([seed, t_index, q_index])
+    # the standard tasks keep their original streams; Spread with N agents adds N
+    rng = np.random.default_rng([seed, t_index, q_index] + ([n_spread] if n_spread else []))
     policies: dict[float, Any] = {}
     done_eps, write, t0, steps = 0, 0, time.time(), 0
     bar = _progress_bar(progress, n_episodes, f"{task}/{quality}")
@@ -158,6 +180,7 @@ def describe_behaviour(task: str, quality: str) -> str:
     """One line on which policy made the data (copied into the metadata and provenance)."""
     from om2p_lite.data.behaviour import SCRIPTED_PRESETS
 
+    task = parse_task(task)[0]  # spreadN behaves as Spread
     if quality == "random":
         return "uniform random actions in [-1, 1]"
     if task in SCRIPTED_PRESETS:

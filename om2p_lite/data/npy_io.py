@@ -13,10 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from om2p_lite.data.behaviour import QUALITIES
 from om2p_lite.data.dataset import FORMAT_VERSION, OfflineDataset
 from om2p_lite.data.errors import DatasetError
 
 KINDS = ("obs", "acs", "rews", "next_obs", "dones")
+IMPORTED = "imported"  # quality label of a data set whose behaviour policy is unknown
+IMPORT_QUALITIES = (*QUALITIES, IMPORTED)
+# reward functions an imported file may have been made with, per scenario (first = default)
+IMPORT_REWARD_VARIANTS = {"spread": ("mpe2", "omar"), "tag": ("mpe2", "omar"),
+                          "world": ("mpe2", "omar"), "halfcheetah": ("mamujoco",)}
 
 
 def export_npy(ds: OfflineDataset, out_dir: str | Path) -> list[Path]:
@@ -65,11 +71,76 @@ def _read(path: Path) -> np.ndarray:
                            "re-export it with numpy.save") from err
 
 
+def check_import_labels(task: str, quality: str, reward_variant: str | None,
+                        action_low: float = -1.0, action_high: float = 1.0) -> str:
+    """Refuse unknown labels before any file is read; return the reward variant to record.
+
+    Spread's reward function is not in the files and changes every return, so it must be
+    named (``mpe2``, or ``omar`` for OMAR's reshaped reward); the others have a default.
+    """
+    from om2p_lite.envs import parse_task
+
+    base = parse_task(task)[0]
+    if quality not in IMPORT_QUALITIES:
+        raise ValueError(f"quality: unknown label {quality!r}. Fix: use one of "
+                         f"{IMPORT_QUALITIES} ({IMPORTED!r} when the behaviour is unknown)")
+    valid = IMPORT_REWARD_VARIANTS[base]
+    if reward_variant is None:
+        if base == "spread":
+            raise ValueError(f"reward_variant: Spread's rewards depend on the reward function, "
+                             f"which the files do not say. Fix: name it, one of {valid} "
+                             f"(--reward-variant omar for OMAR's public data)")
+        reward_variant = valid[0]
+    if reward_variant not in valid:
+        raise ValueError(f"reward_variant: unknown {reward_variant!r} for {base}. Fix: use "
+                         f"one of {valid}")
+    if not (np.isfinite(action_low) and np.isfinite(action_high) and action_low < action_high):
+        raise ValueError(f"action box: need finite low < high, got [{action_low}, "
+                         f"{action_high}]. Fix: pass the box the files' actions live in, "
+                         f"e.g. --action-low 0 --action-high 1")
+    return reward_variant
+
+
+def _check_against_task(src: Path, task: str, n_agents: int, obs_dims: list[int],
+                        act_dims: list[int], reward_variant: str) -> tuple[str, Any]:
+    """The task name for ``n_agents`` agents and its spec, checked against the file shapes."""
+    from om2p_lite.envs import SPREAD_RANGE, get_spec, parse_task, task_name
+
+    base, n_named = parse_task(task)
+    if base == "spread" and n_named is None:
+        lo, hi = SPREAD_RANGE
+        if not lo <= n_agents <= hi:
+            raise DatasetError(str(src), "obs_i", f"holds {n_agents} agents; Spread here "
+                               f"supports {lo}..{hi}", "import a Spread set of that size")
+        task = task_name("spread", n_agents)  # 4 files: spread4
+    spec = get_spec(task, reward_variant)
+    if spec.n_agents != n_agents:
+        raise DatasetError(str(src), "obs_i", f"holds {n_agents} agents but {task} has "
+                           f"{spec.n_agents}", "pass the task these files were made in "
+                           "(--task spread takes any agent count)")
+    for kind, dims, want in (("obs", obs_dims, spec.obs_dims), ("acs", act_dims,
+                                                                 spec.act_dims)):
+        for i, (got, exp) in enumerate(zip(dims, want, strict=True)):
+            if got != exp:
+                raise DatasetError(str(src / f"{kind}_{i}.npy"), f"{kind}_{i}", f"has width "
+                                   f"{got} but agent {i} of {task} has {exp}",
+                                   "import files made in this task (same agents and "
+                                   "observation layout), or pass the right --task")
+    return task, spec
+
+
 def import_npy(src: str | Path, task: str, action_low: float = -1.0, action_high: float = 1.0,
-               reward_variant: str = "unknown", quality: str = "imported") -> OfflineDataset:
+               reward_variant: str | None = None, quality: str = IMPORTED) -> OfflineDataset:
     """Read a per-agent directory into an OfflineDataset; episodes end where dones are set
-    or where next_obs[n] differs from obs[n + 1]; actions are mapped from [low, high]."""
+    or where next_obs[n] differs from obs[n + 1]; actions are mapped from [low, high].
+
+    The files must fit ``task`` (agent count, observation and action widths). Spread takes
+    its agent count from the files: four agents' files become task ``spread4``. ``quality``
+    is one of ``IMPORT_QUALITIES``; ``reward_variant`` must be named for Spread.
+    """
     src = Path(src)
+    reward_variant = check_import_labels(task, quality, reward_variant, action_low,
+                                         action_high)
     n_agents = _agent_count(src)
     per: dict[str, list[np.ndarray]] = {k: [] for k in KINDS}
     for i in range(n_agents):
@@ -94,6 +165,7 @@ def import_npy(src: str | Path, task: str, action_low: float = -1.0, action_high
                                    f"rows but obs_0 has {n_rows}", "all files need N rows")
     obs_dims = [a.shape[1] for a in per["obs"]]
     act_dims = [a.shape[1] for a in per["acs"]]
+    task, spec = _check_against_task(src, task, n_agents, obs_dims, act_dims, reward_variant)
     obs, next_obs = _pad(per["obs"], obs_dims), _pad(per["next_obs"], obs_dims)
     if (action_low, action_high) == (-1.0, 1.0):
         acts = per["acs"]  # already in [-1, 1]: keep the bits (a round trip is exact)
@@ -112,9 +184,10 @@ def import_npy(src: str | Path, task: str, action_low: float = -1.0, action_high
     starts[1:] = ends[:-1]
     meta: dict[str, Any] = {
         "format_version": FORMAT_VERSION, "task": task, "quality": quality, "seed": None,
-        "reward_variant": reward_variant, "n_agents": n_agents, "obs_dims": obs_dims,
-        "act_dims": act_dims, "score": "mean" if task in ("spread", "halfcheetah") else "first",
-        "behaviour": "unknown (imported)", "source": f"imported from {src}",
+        "reward_variant": spec.reward_variant, "n_agents": n_agents, "obs_dims": obs_dims,
+        "act_dims": act_dims, "score": spec.score, "episode_length": spec.episode_length,
+        "agent_names": list(spec.agent_names), "env_notes": spec.notes,
+        "behaviour": "unknown (imported)", "source": f"imported from {src.name}",
         "action_box": [action_low, action_high],
     }
     ds = OfflineDataset(obs=obs, actions=actions.astype(np.float32), rewards=rewards,

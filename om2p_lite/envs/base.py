@@ -15,7 +15,7 @@ import numpy as np
 class EnvSpec:
     """What a learner needs to know about a task, fixed for its lifetime."""
 
-    task: str  # registry name, e.g. "spread"
+    task: str  # scenario, e.g. "spread" (also for the task spreadN: n_agents says N)
     n_agents: int  # learning agents (a scripted prey is not one of them)
     obs_dims: tuple[int, ...]  # per-agent observation sizes
     act_dims: tuple[int, ...]  # per-agent action sizes; actions live in [-1, 1]

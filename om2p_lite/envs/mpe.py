@@ -17,11 +17,14 @@ EPISODE_LENGTH = 25
 REWARD_VARIANTS = ("mpe2", "omar")
 
 
-def _build(task: str) -> Any:
-    """Construct the unwrapped `mpe2` AEC environment for ``task``."""
+def _build(task: str, n_agents: int | None = None) -> Any:
+    """Construct the unwrapped `mpe2` AEC environment for ``task`` (Spread: ``n_agents``)."""
+    if n_agents is not None and task != "spread":
+        raise ValueError(f"n_agents: only Spread takes an agent count, got {n_agents} for "
+                         f"{task!r}. Fix: leave it unset")
     if task == "spread":
         from mpe2 import simple_spread_v3 as mod
-        kwargs: dict[str, Any] = {"N": 3, "local_ratio": 0.5}
+        kwargs: dict[str, Any] = {"N": n_agents or 3, "local_ratio": 0.5}
     elif task == "tag":
         from mpe2 import simple_tag_v3 as mod
         kwargs = {"num_good": 1, "num_adversaries": 3, "num_obstacles": 2}
@@ -50,22 +53,27 @@ def _omar_collisions(world: Any, i: int) -> int:
 
 
 class MPEEnv:
-    """One MPE episode at a time; the scripted prey (tag, world) acts inside ``step``."""
+    """One MPE episode at a time; the scripted prey (tag, world) acts inside ``step``.
 
-    def __init__(self, task: str, reward_variant: str = "mpe2") -> None:
+    ``n_agents`` (Spread only) sets N agents and N landmarks; None is the standard 3.
+    """
+
+    def __init__(self, task: str, reward_variant: str = "mpe2",
+                 n_agents: int | None = None) -> None:
         if reward_variant not in REWARD_VARIANTS:
             raise ValueError(f"reward_variant must be one of {REWARD_VARIANTS}, got "
                              f"{reward_variant!r}")
         if reward_variant == "omar" and task != "spread":
             reward_variant = "mpe2"  # OMAR's Tag and World rewards are the MPE originals
         self.task = task
-        self.raw = _build(task)
+        self.raw = _build(task, n_agents)
         self.raw.reset(seed=0)
         names = list(self.raw.agents)
         self.learners = [n for n in names if not n.startswith("agent_") or task == "spread"]
         self.prey = [n for n in names if n not in self.learners]
         obs_dims = tuple(int(self.raw.observation_spaces[n].shape[0]) for n in self.learners)
-        notes = {"spread": "3 agents, 3 landmarks",
+        n = len(self.learners)
+        notes = {"spread": f"{n} agents, {n} landmarks",
                  "tag": "3 learning predators vs 1 scripted prey, 2 obstacles",
                  "world": "3 learning predators (leader silent) vs 1 scripted prey, "
                           "1 obstacle, 2 food, 2 forests"}[task]

@@ -9,8 +9,6 @@ import itertools
 
 import numpy as np
 
-N_SPREAD = 3  # agents and landmarks in simple_spread
-
 
 def force_to_action(force: np.ndarray) -> np.ndarray:
     """Map a desired force (..., 2) in [-1, 1] to MPE's 5-dim action in [-1, 1]."""
@@ -27,19 +25,27 @@ def pd_force(target_rel: np.ndarray, vel: np.ndarray, kp: float, kd: float) -> n
 
 
 def spread_policy(obs: np.ndarray, kp: float = 3.0, kd: float = 1.2) -> np.ndarray:
-    """Assignment-based navigation: every agent solves the same 3x3 matching from its obs."""
-    b, a, _ = obs.shape
+    """Assignment-based navigation: every agent solves the same N x N matching from its obs.
+
+    Spread with N agents observes 6N numbers: own velocity and position (4), N landmarks
+    (2N), N - 1 other agents (2N - 2) and their N - 1 messages (2N - 2), so N = width / 6.
+    """
+    b, a, width = obs.shape
+    n = width // 6
+    if width != 6 * n or n != a:
+        raise ValueError(f"spread_policy expects {a} agents observing {6 * a} numbers each, "
+                         f"got observations of shape {obs.shape}")
     out = np.zeros((b, a, 5), dtype=np.float32)
-    perms = np.array(list(itertools.permutations(range(N_SPREAD))))  # (6, 3)
+    perms = np.array(list(itertools.permutations(range(n))))  # (n!, n)
     for i in range(a):
         o = obs[:, i]
         pos = o[:, 2:4]
-        lm = o[:, 4:10].reshape(b, N_SPREAD, 2) + pos[:, None]  # absolute landmarks
-        others = o[:, 10:14].reshape(b, N_SPREAD - 1, 2) + pos[:, None]
-        agents = np.insert(others, i, pos, axis=1)  # (b, 3, 2) in global agent order
+        lm = o[:, 4:4 + 2 * n].reshape(b, n, 2) + pos[:, None]  # absolute landmarks
+        others = o[:, 4 + 2 * n:2 + 4 * n].reshape(b, n - 1, 2) + pos[:, None]
+        agents = np.insert(others, i, pos, axis=1)  # (b, n, 2) in global agent order
         dist = np.linalg.norm(agents[:, :, None] - lm[:, None], axis=-1)  # (b, agent, lm)
-        cost = dist[:, np.arange(N_SPREAD)[None], perms].sum(-1)  # (b, 6)
-        best = perms[cost.argmin(1)]  # (b, 3): landmark for each agent
+        cost = dist[:, np.arange(n)[None], perms].sum(-1)  # (b, n!)
+        best = perms[cost.argmin(1)]  # (b, n): landmark for each agent
         target = lm[np.arange(b), best[:, i]]
         out[:, i] = force_to_action(pd_force(target - pos, o[:, 0:2], kp, kd))
     return out
