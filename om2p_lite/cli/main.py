@@ -103,11 +103,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Parse ``argv`` and run the command; library ``ValueError``s become clean messages."""
+    """Parse ``argv`` and run the command; no traceback for bad input.
+
+    Bad input (a ``ValueError`` or a filesystem error) prints ``error: ...`` and returns 2;
+    a run that cannot go on (its folder held by another process, a non-finite loss) prints
+    the same way and returns 1. Anything else is a bug and keeps its traceback.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
+    except (ValueError, OSError) as err:
+        print(f"error: {error_message(err)}", file=sys.stderr)
         return 2
+    except RuntimeError as err:
+        if type(err).__name__ not in RUN_ERRORS:
+            raise
+        print(f"error: {error_message(err)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted; finished runs are kept and a rerun resumes the rest",
+              file=sys.stderr)
+        return 130
+
+
+# RuntimeErrors that end one run cleanly (``rl.rundir``): not bugs, so no traceback
+RUN_ERRORS = ("RunFolderBusy", "NonFiniteError")
+
+
+def error_message(err: BaseException) -> str:
+    """The message for the user: filesystem errors name the path and a fix."""
+    if isinstance(err, OSError) and err.filename:
+        from om2p_lite.rl.experiment import describe_os_error
+
+        return describe_os_error(err)
+    return str(err)

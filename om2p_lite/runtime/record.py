@@ -1,16 +1,94 @@
 """What produced a number: command, seed, device, versions, git commit, date.
 
-Not a results store: it returns a dict that callers write beside their results.
+Not a results store: it returns a dict that callers write beside their results. Paths in
+it are repository-relative, so a result says nothing about the machine's folders.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import os
 import platform
+import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+MODULE_COMMAND = "python -m om2p_lite"
+
+
+@functools.lru_cache(maxsize=1)
+def repo_root() -> Path | None:
+    """The checkout holding this package (git's top level), or None when installed elsewhere."""
+    here = Path(__file__).resolve().parent
+    try:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=here,
+                             capture_output=True, text=True, check=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    root = Path(top.stdout.strip()).resolve()
+    return root if (root / "om2p_lite").is_dir() else None
+
+
+def portable_path(path: str | Path) -> str:
+    """``path`` as it may be recorded: relative paths as given, absolute paths inside the
+    repository relative to its root, any other absolute path by its name only."""
+    text = os.fspath(path)
+    if not os.path.isabs(text):
+        return Path(text).as_posix()
+    resolved = Path(text).resolve()
+    root = repo_root()
+    if root is not None:
+        try:
+            return resolved.relative_to(root).as_posix() or "."
+        except ValueError:
+            pass
+    return resolved.name
+
+
+def _portable_token(token: str) -> str:
+    if token.startswith("--") and "=" in token:
+        flag, value = token.split("=", 1)
+        return f"{flag}={_portable_token(value)}"
+    return portable_path(token) if os.path.isabs(token) else token
+
+
+def portable_command(command: str | Sequence[str] | None = None) -> str:
+    """A command line with every absolute path made portable (``portable_path``).
+
+    ``None`` means this process's own ``sys.argv``; a run of ``python -m om2p_lite`` is
+    written that way rather than as the path of ``__main__.py``.
+    """
+    if command is None:
+        argv = list(sys.argv)
+        if argv and Path(argv[0]).name == "__main__.py" and Path(argv[0]).parent.name == \
+                "om2p_lite":
+            return " ".join([MODULE_COMMAND, *(shlex.quote(_portable_token(a))
+                                               for a in argv[1:])])
+        argv = ["python", *argv] if argv and argv[0].endswith(".py") else argv
+    elif isinstance(command, str):
+        try:
+            argv = shlex.split(command)
+        except ValueError:  # unbalanced quotes: keep the text, strip the checkout's prefix
+            return portable_text(command)
+    else:
+        argv = list(command)
+    prefix = MODULE_COMMAND.split()
+    if argv[: len(prefix)] == prefix:
+        return " ".join([MODULE_COMMAND, *(shlex.quote(_portable_token(a))
+                                           for a in argv[len(prefix):])])
+    return shlex.join(_portable_token(a) for a in argv)
+
+
+def portable_text(text: str) -> str:
+    """Free text (an error message, a log line) with the checkout's absolute prefix removed."""
+    root = repo_root()
+    if root is None:
+        return text
+    return text.replace(str(root) + os.sep, "").replace(str(root), ".")
 
 
 def git_commit(path: str | Path | None = None) -> str:
@@ -27,16 +105,24 @@ def git_commit(path: str | Path | None = None) -> str:
     return f"{sha}-dirty" if dirty else sha
 
 
+def is_dirty(commit: str | None) -> bool:
+    """Whether a recorded ``git_commit`` says the tree had uncommitted changes."""
+    return bool(commit) and str(commit).endswith("-dirty")
+
+
 def provenance(seed: int | None = None, device: Any = None, budget: Any = None,
-               command: str | None = None) -> dict[str, Any]:
-    """A record to keep beside a result: how to reproduce it and on what it ran."""
+               command: str | Sequence[str] | None = None) -> dict[str, Any]:
+    """A record to keep beside a result: how to reproduce it and on what it ran.
+
+    The command (default: this process's) is recorded with repository-relative paths.
+    """
     import torch
 
     from om2p_lite import __version__
     from om2p_lite.runtime.device import describe_device
 
     return {
-        "command": command if command is not None else " ".join(sys.argv),
+        "command": portable_command(command),
         "seed": seed,
         "device": describe_device(torch.device(device)) if device is not None else None,
         "budget": getattr(budget, "name", budget),

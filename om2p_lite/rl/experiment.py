@@ -1,0 +1,672 @@
+"""Experiments: a TOML grid of runs → validated configs → populations trained, finished runs
+skipped, each run's ``result.json`` written beside its logs.
+
+Not the training loop (``rl.train``, ``rl.population``) nor a command line (``cli.train``).
+
+Experiment file (TOML)::
+
+    results_dir = "data/results/main"   # run folders {task}/{quality}/{algo}/seed{seed} below
+    [grid]
+    algos = ["om2p", "bc"]; tasks = ["spread"]; qualities = ["expert"]; seeds = [0, 1, 2]
+    [config]                             # TrainConfig fields shared by every run
+    steps = 2000
+    [algo.om2p]                          # per-algorithm fields
+    eta = 1.0
+    [variants]                           # optional: every grid cell once per variant,
+    eta1 = { eta = 1.0 }                 # run folders {task}/{quality}/{algo}/{variant}/seed{s}
+    eta0 = { eta = 0.0 }
+
+A run's fields are ``[config]``, then ``[algo.NAME]``, then its variant, then the caller's
+``overrides``; the grid sets algo, task, quality, seed and the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from om2p_lite.rl.config import TrainConfig
+
+RESULT = "result.json"
+STATUS = "status.json"
+CHECKPOINT = "checkpoint.pt"
+DEFAULT_RESULTS_DIR = "data/results/main"
+TOP_LEVEL_KEYS = ("results_dir", "grid", "config", "algo", "variants")
+GRID_KEYS = ("algos", "tasks", "qualities", "seeds")
+# set by the grid for each run, so no table may set them
+GRID_FIELDS = ("algo", "task", "quality", "seed", "out_dir")
+VARIANT_NAME = re.compile(r"[A-Za-z0-9._=-]+")
+# fields that may differ between a finished run and the experiment without changing its result
+FREE_FIELDS = frozenset({"stop_at", "progress", "threads", "checkpoint_every", "device",
+                         "out_dir", "dataset"})
+RESULT_KEYS = ("task", "quality", "algo", "seed", "return", "config", "provenance")
+
+
+class ExperimentFailed(RuntimeError):
+    """Some runs of an experiment failed; the others finished and were written.
+
+    ``failures`` maps run folder → error text; ``results`` holds the finished runs' results.
+    """
+
+    def __init__(self, failures: dict[str, str], results: list[dict[str, Any]], total: int):
+        self.failures, self.results, self.total = failures, results, total
+        listed = "; ".join(f"{k}: {v}" for k, v in failures.items())
+        super().__init__(f"{len(failures)} of {total} runs failed: {listed}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One run of an experiment: its validated config and variant name (None: no variants)."""
+
+    cfg: TrainConfig
+    variant: str | None = None
+
+    @property
+    def out_dir(self) -> str:
+        return self.cfg.out_dir
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML file, naming the file in any error."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: experiment/config file does not exist. Fix: check "
+                                f"the path (relative paths start from {Path.cwd().name}/)")
+    if not path.is_file():
+        raise ValueError(f"{path}: is a folder, not a TOML file. Fix: name the .toml file")
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
+        import tomli as tomllib
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: cannot be read ({err}). Fix: make it a readable UTF-8 "
+                         f"TOML file") from err
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML: {err}. Fix: correct the line named") from err
+
+
+def load_experiment(path: str | Path) -> dict[str, Any]:
+    """Read and validate an experiment TOML file (unknown top-level keys are refused)."""
+    return validate_experiment(read_toml(path), where=str(path))
+
+
+def _bad(where: str, key: str, problem: str, fix: str) -> ValueError:
+    return ValueError(f"{where}: {key}: {problem}. Fix: {fix}")
+
+
+def check_fields(values: Any, where: str, key: str) -> dict[str, Any]:
+    """A table of TrainConfig fields: a table, no grid fields, every name and type valid."""
+    if not isinstance(values, dict):
+        raise _bad(where, key, f"must be a table of config fields, got {values!r}",
+                   f"write it as [{key}] with lines such as steps = 100")
+    grid_set = sorted(set(values) & set(GRID_FIELDS))
+    if grid_set:
+        raise _bad(where, key, f"sets {grid_set}, which the grid sets for each run",
+                   "list algorithms, tasks, qualities and seeds in [grid]; results_dir "
+                   "places the run folders")
+    try:
+        TrainConfig.from_dict(dict(values))
+    except (TypeError, ValueError) as err:
+        raise _bad(where, key, str(err), "correct the field named") from err
+    return values
+
+
+def _str_list(grid: dict[str, Any], key: str, where: str) -> None:
+    items = grid[key]
+    kind = int if key == "seeds" else str
+    if not isinstance(items, list) or not items:
+        raise _bad(where, f"grid.{key}", f"must be a non-empty list, got {items!r}",
+                   f"write {key} = [...]")
+    for item in items:
+        if not isinstance(item, kind) or isinstance(item, bool) or (kind is int and item < 0):
+            want = "integers >= 0" if kind is int else "strings"
+            raise _bad(where, f"grid.{key}", f"must hold {want}, got {item!r}",
+                       f"write e.g. {key} = {[0, 1] if kind is int else ['spread']}")
+    dup = sorted({str(i) for i in items if items.count(i) > 1})
+    if dup:
+        raise _bad(where, f"grid.{key}", f"lists {dup} more than once",
+                   "list each value once (runs with equal values share one folder)")
+
+
+def validate_experiment(doc: Any, where: str = "experiment") -> dict[str, Any]:
+    """Check an experiment document's structure; return it unchanged.
+
+    Raises a ``ValueError`` naming the file, the key, the problem and the fix.
+    """
+    if not isinstance(doc, dict):
+        raise _bad(where, "document", f"must be a TOML table, got {type(doc).__name__}",
+                   "pass the dict load_experiment returns")
+    unknown = sorted(set(doc) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise _bad(where, "top level", f"unknown key(s) {unknown}",
+                   f"use only {list(TOP_LEVEL_KEYS)} (TrainConfig fields go in [config])")
+    if "results_dir" in doc and (not isinstance(doc["results_dir"], str)
+                                 or not doc["results_dir"].strip()):
+        raise _bad(where, "results_dir", f"must be a folder name, got {doc['results_dir']!r}",
+                   'write e.g. results_dir = "data/results/main"')
+    grid = doc.get("grid")
+    if not isinstance(grid, dict):
+        raise _bad(where, "grid", "missing or not a table",
+                   f"add a [grid] table with {list(GRID_KEYS)}")
+    extra = sorted(set(grid) - set(GRID_KEYS))
+    missing = [k for k in GRID_KEYS if k not in grid]
+    if extra or missing:
+        problem = ", ".join(([f"unknown key(s) {extra}"] if extra else [])
+                            + ([f"missing {missing}"] if missing else []))
+        raise _bad(where, "grid", problem, f"[grid] takes exactly {list(GRID_KEYS)}")
+    for key in GRID_KEYS:
+        _str_list(grid, key, where)
+    check_fields(doc.get("config", {}), where, "config")
+    algo_tables = doc.get("algo", {})
+    if not isinstance(algo_tables, dict):
+        raise _bad(where, "algo", "must hold one table per algorithm",
+                   "write [algo.om2p] with its fields below")
+    from om2p_lite.rl.agents import ALGORITHMS
+
+    for name, values in algo_tables.items():
+        if name not in ALGORITHMS:
+            raise _bad(where, f"algo.{name}", "unknown algorithm", f"use one of {ALGORITHMS}")
+        check_fields(values, where, f"algo.{name}")
+    if "variants" in doc:
+        variants = doc["variants"]
+        if not isinstance(variants, dict) or not variants:
+            raise _bad(where, "variants", "must be a non-empty table of named tables",
+                       "write e.g. [variants.eta0] with eta = 0.0 below, or drop [variants]")
+        for name, values in variants.items():
+            if not VARIANT_NAME.fullmatch(name):
+                raise _bad(where, f"variants.{name}", "name has characters other than "
+                           "letters, digits and ._=-", "rename it, e.g. eta0.5 or dr=1e-3")
+            check_fields(values, where, f"variants.{name}")
+    return doc
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def run_folder(root: str | Path, task: str, quality: str, algo: str, seed: int,
+               variant: str | None = None) -> Path:
+    """``{root}/{task}/{quality}/{algo}[/{variant}]/seed{seed}``."""
+    base = Path(root) / task / quality / algo
+    return (base / variant if variant else base) / f"seed{seed}"
+
+
+def _runs(doc: dict[str, Any], results_dir: str | Path | None = None,
+          overrides: dict[str, Any] | None = None, where: str = "experiment") -> list[Run]:
+    validate_experiment(doc, where)
+    overrides = dict(check_fields(overrides or {}, where, "overrides"))
+    root = Path(results_dir if results_dir is not None
+                else doc.get("results_dir", DEFAULT_RESULTS_DIR))
+    grid = doc["grid"]
+    variants: dict[str | None, dict[str, Any]] = dict(doc.get("variants") or {None: {}})
+    runs = []
+    # seed-major order: a grid cut short still has every cell at its first seeds
+    for seed, task, quality, algo, (name, fields) in itertools.product(
+            grid["seeds"], grid["tasks"], grid["qualities"], grid["algos"], variants.items()):
+        out = run_folder(root, task, quality, algo, seed, name)
+        values = (dict(doc.get("config", {})) | dict(doc.get("algo", {}).get(algo, {}))
+                  | dict(fields) | overrides)
+        values |= {"algo": algo, "task": task, "quality": quality, "seed": seed,
+                   "out_dir": str(out)}
+        try:
+            cfg = TrainConfig.from_dict(values).validate()
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: run {out}: {err}") from err
+        runs.append(Run(cfg, name))
+    return runs
+
+
+def experiment_runs(doc: dict[str, Any], results_dir: str | Path | None = None,
+                    overrides: dict[str, Any] | None = None) -> list[TrainConfig]:
+    """Every run of an experiment document as a validated ``TrainConfig`` (seed-major)."""
+    return [run.cfg for run in _runs(doc, results_dir, overrides)]
+
+
+def check_folder(path: str | Path, what: str) -> Path:
+    """Raise a ``ValueError`` naming the path and the fix if ``path`` cannot be a writable
+    folder (a file stands on it or above it, or it is not writable)."""
+    path = Path(path)
+    probe = path
+    while not probe.exists():
+        if probe.is_symlink():
+            raise ValueError(f"{what} {path}: {probe} is a broken link. Fix: remove it or "
+                             f"point it at a folder")
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        where = "is a file" if probe == path else f"needs {probe} to be a folder, but it is a file"
+        raise ValueError(f"{what} {path}: {where}. Fix: move or delete {probe}, or choose "
+                         f"another {what}")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {path}: cannot write in {probe} (permission denied). Fix: "
+                         f"make it writable (chmod u+w {probe}) or choose another {what}")
+    return path
+
+
+def describe_os_error(err: OSError) -> str:
+    """An ``OSError`` as 'path: problem. Fix: ...'."""
+    path = err.filename or "a path"
+    fixes = {
+        NotADirectoryError: "a file stands where a folder is expected: move or delete it",
+        IsADirectoryError: "a folder stands where a file is expected: move it or name a file",
+        FileExistsError: "something already exists there: move or delete it, or choose "
+                         "another name",
+        PermissionError: "make it writable/readable (chmod) or choose another location",
+        FileNotFoundError: "check the path; create the folder above it",
+    }
+    fix = next((f for kind, f in fixes.items() if isinstance(err, kind)),
+               "check the path, the free disk space and the permissions")
+    return f"{path}: {err.strerror or err}. Fix: {fix}"
+
+
+def _strict_constant(name: str) -> float:
+    raise ValueError(f"non-finite number {name}")
+
+
+def read_result(out_dir: str | Path) -> dict[str, Any] | None:
+    """A run folder's ``result.json`` if present and valid (finite JSON with the result keys),
+    else None."""
+    path = Path(out_dir) / RESULT
+    try:
+        res = json.loads(path.read_text(), parse_constant=_strict_constant)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(res, dict) or any(k not in res for k in RESULT_KEYS) or \
+            not isinstance(res["config"], dict):
+        return None
+    return res
+
+
+def stale_fields(result: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """Config fields (outside ``FREE_FIELDS``) whose value in ``result`` differs from ``cfg``;
+    a field the result predates counts as its default."""
+    stored = result["config"]
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return sorted(k for k, v in dataclasses.asdict(cfg).items()
+                  if k not in FREE_FIELDS and stored.get(k, defaults[k]) != v)
+
+
+def finished_result(run: Run) -> dict[str, Any] | None:
+    """The run's result if it finished with this config, None if it still has to run.
+
+    Raises a ``ValueError`` when the folder holds a finished run made with other settings
+    (so an edited experiment never passes old numbers off as new ones).
+    """
+    res = read_result(run.out_dir)
+    if res is None:
+        return None
+    changed = stale_fields(res, run.cfg)
+    if changed:
+        raise ValueError(f"{Path(run.out_dir) / RESULT}: made with other settings ({changed} "
+                         f"differ). Fix: move that folder away, or give this experiment "
+                         f"another results_dir or variant name")
+    return res
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def record(summary: dict[str, Any], command: str | None = None,
+           variant: str | None = None) -> dict[str, Any]:
+    """The JSON-able result of a finished run, with everything needed to reproduce it
+    (paths repository-relative)."""
+    from om2p_lite.data.generate import versions
+    from om2p_lite.runtime.record import portable_command, portable_path, provenance
+
+    cfg = dict(summary["config"])
+    for key in ("out_dir", "dataset"):
+        if cfg.get(key):
+            cfg[key] = portable_path(cfg[key])
+    final = summary["final"] or {}
+    prov = provenance(seed=cfg["seed"], command=command)
+    prov["device"] = summary["device"]
+    dataset = dict(summary.get("dataset") or {})
+    if dataset.get("command"):
+        dataset["command"] = portable_command(dataset["command"])
+    return {"task": cfg["task"], "quality": cfg["quality"], "algo": cfg["algo"],
+            "variant": variant, "seed": cfg["seed"], "return": final.get("return"),
+            "return_std": final.get("return_std"), "normalised": final.get("normalised"),
+            "wall_s": round(summary["wall_s"], 2), "s_per_step": summary["s_per_step"],
+            "evals": summary["evals"], "config": cfg, "dataset": dataset,
+            "provenance": prov, "versions": versions()}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    try:
+        from om2p_lite.rl.rundir import atomic_write_json
+    except ModuleNotFoundError:  # before the run-folder module: the same, written here
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(obj, indent=1, allow_nan=False))
+        os.replace(tmp, path)
+        return
+    atomic_write_json(path, obj)
+
+
+def finish_run(summary: dict[str, Any], command: str | None = None,
+               variant: str | None = None, keep_checkpoint: bool = True) -> dict[str, Any]:
+    """Record a finished run; write ``result.json`` (atomically) into its folder."""
+    result = record(summary, command, variant)
+    out = summary["config"].get("out_dir")
+    if out:
+        _write_json(Path(out) / RESULT, result)
+        ckpt = Path(out) / CHECKPOINT
+        if not keep_checkpoint and ckpt.exists():
+            ckpt.unlink()
+    return result
+
+
+def _error_text(err: BaseException) -> str:
+    from om2p_lite.runtime.record import portable_text
+
+    text = describe_os_error(err) if isinstance(err, OSError) else str(err)
+    known = isinstance(err, (ValueError, OSError, RuntimeError))
+    return portable_text(text if known else f"{type(err).__name__}: {text}")
+
+
+def _mark_failed(out_dir: str, error: str) -> None:
+    """Leave ``status.json`` = failed in the run folder (unless the trainer already did)."""
+    path = Path(out_dir) / STATUS
+    try:
+        if path.exists():
+            status = json.loads(path.read_text())
+            if isinstance(status, dict) and status.get("status") == "failed":
+                return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(path, {"status": "failed", "step": None, "error": error})
+    except (OSError, ValueError):
+        pass  # the folder itself is the problem; the grid's log names it
+
+
+def _train_group(cfgs: list[TrainConfig]) -> list[dict[str, Any]]:
+    """Train runs that may share one population; one summary per run."""
+    from om2p_lite.rl.train import train
+
+    return [train(cfg) for cfg in cfgs]
+
+
+def train_members(runs: list[Run], command: str | None = None,
+                  keep_checkpoints: bool = False) -> list[dict[str, Any]]:
+    """Train one population and write each finished member's ``result.json``.
+
+    Never raises: one outcome per member, ``{"out_dir", "status": "done" | "stopped" |
+    "failed" | "busy", "result", "error"}``. A population that fails is retried member by
+    member, so one bad member does not sink the others.
+    """
+    try:
+        summaries = _train_group([r.cfg for r in runs])
+    except Exception as err:  # noqa: BLE001 - every error of a run is recorded, not raised
+        if len(runs) > 1:
+            return [o for r in runs for o in train_members([r], command, keep_checkpoints)]
+        return [_failure(runs[0], err)]
+    outcomes = []
+    for run, summary in zip(runs, summaries, strict=True):
+        if not summary.get("finished", True):
+            outcomes.append({"out_dir": run.out_dir, "status": "stopped", "result": None,
+                             "error": None, "step": summary.get("step")})
+            continue
+        try:
+            result = finish_run(summary, command, run.variant, keep_checkpoints)
+        except Exception as err:  # noqa: BLE001
+            outcomes.append(_failure(run, err))
+            continue
+        outcomes.append({"out_dir": run.out_dir, "status": "done", "result": result,
+                         "error": None})
+    return outcomes
+
+
+def _failure(run: Run, err: BaseException) -> dict[str, Any]:
+    busy = type(err).__name__ == "RunFolderBusy"
+    text = _error_text(err)
+    if not busy:
+        _mark_failed(run.out_dir, text)
+    return {"out_dir": run.out_dir, "status": "busy" if busy else "failed", "result": None,
+            "error": text}
+
+
+def population_key(cfg: TrainConfig) -> tuple:
+    """Runs with equal keys can train as one population."""
+    try:
+        from om2p_lite.rl.population import population_key as key
+    except ModuleNotFoundError:  # before populations: every run alone
+        return (cfg.out_dir,)
+    return key(cfg)
+
+
+def plan_populations(runs: Iterable[Run], max_members: int = 16) -> list[list[Run]]:
+    """Group runs by ``population_key`` (first appearance order), at most ``max_members``
+    per population."""
+    if not isinstance(max_members, int) or isinstance(max_members, bool) or max_members < 1:
+        raise ValueError(f"max_members: must be an integer >= 1, got {max_members!r}. "
+                         f"Fix: use e.g. 16 (1 trains every run alone)")
+    groups: dict[tuple, list[Run]] = {}
+    for run in runs:
+        groups.setdefault(population_key(run.cfg), []).append(run)
+    return [members[i:i + max_members] for members in groups.values()
+            for i in range(0, len(members), max_members)]
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def dask_client(address: str) -> Any:
+    """A Dask client: ``local:N`` starts N single-threaded worker processes on 127.0.0.1
+    (no dashboard); anything else is a running scheduler's address (e.g. a cluster's)."""
+    if address.startswith("local:"):
+        text = address.split(":", 1)[1]
+        if not text.isdigit() or int(text) < 1:
+            raise ValueError(f"dask {address!r}: not a worker count. Fix: write local:N with "
+                             f"N >= 1 workers, or a scheduler address such as "
+                             f"tcp://127.0.0.1:8786")
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as err:
+        raise ValueError("dask: Dask is not installed. Fix: pip install 'om2p-lite[scale]'"
+                         ) from err
+    if address.startswith("local:"):
+        # the scheduler's HTTP server (health, metrics) would bind 8787: a free loopback port
+        # and no dashboard instead
+        cluster = LocalCluster(n_workers=int(address.split(":", 1)[1]), threads_per_worker=1,
+                               processes=True, host="127.0.0.1", dashboard_address=None,
+                               worker_dashboard_address=None,
+                               scheduler_kwargs={"dashboard": False,
+                                                 "dashboard_address": "127.0.0.1:0"})
+        return Client(cluster)
+    try:
+        return Client(address, timeout=30)
+    except (OSError, TimeoutError, ValueError) as err:
+        raise ValueError(f"dask {address!r}: no scheduler answers there ({err}). Fix: start "
+                         f"one (dask scheduler) or use local:N") from err
+
+
+def _execute(groups: list[list[Run]], client: Any, command: str | None,
+             keep: bool) -> Iterable[list[dict[str, Any]]]:
+    """Train each population here or as one Dask task each; yield outcomes as they come."""
+    if client is None:
+        for group in groups:
+            yield train_members(group, command, keep)
+        return
+    from dask.distributed import as_completed
+
+    futures = {client.submit(train_members, group, command, keep, pure=False): group
+               for group in groups}
+    for fut in as_completed(futures):
+        try:
+            yield fut.result()
+        except Exception as err:  # noqa: BLE001 - a worker died: its members failed
+            yield [_failure(run, err) for run in futures[fut]]
+
+
+def _lock_free(out_dir: str) -> bool:
+    try:
+        from om2p_lite.rl.rundir import RunFolderBusy, run_folder_lock
+    except ModuleNotFoundError:
+        return True
+    try:
+        with run_folder_lock(out_dir):
+            return True
+    except RunFolderBusy:
+        return False
+    except OSError:
+        return True  # let the run itself report the folder's problem
+
+
+@dataclasses.dataclass
+class Plan:
+    """What an experiment has to do: its runs, those finished, failed (made with other
+    settings) and still to do, and the populations the latter train in."""
+
+    runs: list[Run]
+    results: dict[str, dict[str, Any]]
+    failures: dict[str, str]
+    todo: list[Run]
+    populations: list[list[Run]]
+
+    def headline(self) -> str:
+        """'N runs, F finished, T to do' (and how many were made with other settings)."""
+        stale = f", {len(self.failures)} made with other settings" if self.failures else ""
+        return (f"{len(self.runs)} runs, {len(self.results)} finished, "
+                f"{len(self.runs) - len(self.results) - len(self.failures)} to do{stale}")
+
+
+def plan_experiment(path_or_doc: str | Path | dict[str, Any], *,
+                    results_dir: str | Path | None = None,
+                    overrides: dict[str, Any] | None = None, max_members: int = 16,
+                    max_runs: int = 0) -> Plan:
+    """Validate an experiment and its folders; sort its runs into finished and to do, the
+    latter (the first ``max_runs`` if > 0) grouped into populations."""
+    if isinstance(path_or_doc, dict):
+        doc, where = path_or_doc, "experiment"
+    else:
+        doc, where = load_experiment(path_or_doc), str(path_or_doc)
+    runs = _runs(doc, results_dir, overrides, where)
+    root = Path(results_dir if results_dir is not None
+                else doc.get("results_dir", DEFAULT_RESULTS_DIR))
+    check_folder(root, "results_dir")
+    for parent in sorted({str(Path(r.out_dir).parent) for r in runs}):
+        check_folder(parent, "run folder")
+    results: dict[str, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
+    todo = []
+    for run in runs:
+        try:
+            res = finished_result(run)
+        except ValueError as err:
+            failures[run.out_dir] = str(err)
+            continue
+        if res is None:
+            todo.append(run)
+        else:
+            results[run.out_dir] = res
+    if not isinstance(max_runs, int) or max_runs < 0:
+        raise ValueError(f"max_runs: must be an integer >= 0, got {max_runs!r}. Fix: use 0 "
+                         f"for all runs")
+    todo = todo[: max_runs or None]
+    return Plan(runs, results, failures, todo, plan_populations(todo, max_members))
+
+
+def run_experiment(path_or_doc: str | Path | dict[str, Any], *,
+                   results_dir: str | Path | None = None,
+                   overrides: dict[str, Any] | None = None, max_members: int = 16,
+                   dask: str = "", progress: bool = False, max_runs: int = 0,
+                   keep_checkpoints: bool = False, command: str | None = None,
+                   poll_s: float = 2.0) -> list[dict[str, Any]]:
+    """Run every unfinished run of an experiment as populations; return every run's result.
+
+    Finished runs (valid ``result.json``) are skipped; the rest are grouped by
+    ``population_key`` (at most ``max_members`` per process) and trained here or, with
+    ``dask`` = ``local:N`` or a scheduler address, one population per Dask task. Runs whose
+    folder another process holds are taken up again once it lets go. Every error of a run is
+    recorded (its folder's ``status.json``) and the others go on; at the end an
+    ``ExperimentFailed`` lists the failures. ``max_runs`` > 0 trains only that many.
+    """
+    plan = plan_experiment(path_or_doc, results_dir=results_dir, overrides=overrides,
+                           max_members=max_members, max_runs=max_runs)
+    runs, results, failures, todo = plan.runs, plan.results, plan.failures, plan.todo
+    say: Callable[[str], None] = (lambda text: print(text, flush=True)) if progress else \
+        (lambda text: None)
+    say(plan.headline())
+    for out, err in failures.items():
+        say(f"{out}: FAILED: {err}")
+    client = dask_client(dask) if dask and todo else None
+    done = 0
+    try:
+        while todo:
+            busy: list[Run] = []
+            by_dir = {r.out_dir: r for r in todo}
+            for outcomes in _execute(plan_populations(todo, max_members), client, command,
+                                     keep_checkpoints):
+                for o in outcomes:
+                    if o["status"] == "busy":
+                        busy.append(by_dir[o["out_dir"]])
+                        say(f"{o['out_dir']}: busy ({o['error']}); coming back to it")
+                        continue
+                    done += 1
+                    head = f"[{done}/{len(by_dir)}]"
+                    if o["status"] == "done":
+                        results[o["out_dir"]] = o["result"]
+                        r = o["result"]
+                        say(f"{head} {o['out_dir']}: return {r.get('return')}, "
+                            f"{r.get('wall_s')} s")
+                    elif o["status"] == "stopped":
+                        say(f"{head} {o['out_dir']}: stopped at step {o.get('step')} "
+                            f"(stop_at); run again to finish")
+                    else:
+                        failures[o["out_dir"]] = o["error"]
+                        say(f"{head} {o['out_dir']}: FAILED: {o['error']}")
+            todo = _wait_for(busy, results, failures, poll_s, say)
+            done = 0
+    finally:
+        if client is not None:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    ordered = [results[r.out_dir] for r in runs if r.out_dir in results]
+    if failures:
+        say(f"failed: {len(failures)} of {len(runs)} runs: " + ", ".join(failures))
+        raise ExperimentFailed(failures, ordered, len(runs))
+    return ordered
+
+
+def _wait_for(busy: list[Run], results: dict[str, dict[str, Any]], failures: dict[str, str],
+              poll_s: float, say: Callable[[str], None]) -> list[Run]:
+    """Wait until runs held by other processes are finished (their results are taken) or let
+    go unfinished (returned, to run here)."""
+    waiting = list(busy)
+    if waiting:
+        say(f"waiting for {len(waiting)} run(s) held by other processes")
+    again = []
+    while waiting:
+        still = []
+        for run in waiting:
+            try:
+                res = finished_result(run)
+            except ValueError as err:
+                failures[run.out_dir] = str(err)
+                continue
+            if res is not None:
+                results[run.out_dir] = res
+                say(f"{run.out_dir}: finished by another process")
+            elif _lock_free(run.out_dir):
+                again.append(run)
+            else:
+                still.append(run)
+        waiting = still
+        if waiting:
+            time.sleep(poll_s)
+    return again
+

@@ -1,0 +1,252 @@
+"""Experiments: TOML validation, run folders and variants, populations, skipping finished
+runs, failures recorded without stopping the grid, filesystem errors, provenance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from om2p_lite.rl import experiment as ex
+from om2p_lite.rl.config import TrainConfig
+
+TINY = dict(steps=4, batch_size=8, hidden=8, depth=1, critic_hidden=8, critic_depth=1,
+            eval_episodes=2, eval_max_steps=5, log_every=2, progress=False, threads=1)
+
+
+@pytest.fixture(scope="module")
+def dataset_path(tmp_path_factory) -> Path:
+    from om2p_lite.data import save_dataset
+    from om2p_lite.data.generate import make_dataset
+
+    ds = make_dataset("spread", "expert", 0, n_transitions=200)[0]
+    return save_dataset(ds, tmp_path_factory.mktemp("data") / "spread.npz")
+
+
+def doc_of(root: Path, data: Path, algos=("bc",), seeds=(0, 1), **extra) -> dict:
+    return {"results_dir": str(root),
+            "grid": {"algos": list(algos), "tasks": ["spread"], "qualities": ["expert"],
+                     "seeds": list(seeds)},
+            "config": TINY | {"dataset": str(data)}, **extra}
+
+
+def write_toml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+GRID = '[grid]\nalgos = ["bc"]\ntasks = ["spread"]\nqualities = ["expert"]\nseeds = [0]\n'
+
+
+@pytest.mark.parametrize("text, match", [
+    ('result_dir = "x"\n' + GRID, r"unknown key\(s\) \['result_dir'\].*results_dir"),
+    ('results_dir = 3\n' + GRID, "results_dir: must be a folder name"),
+    ("[config]\nsteps = 3\n", "grid: missing"),
+    (GRID.replace("seeds = [0]", "seed = [0]"), r"unknown key\(s\) \['seed'\]"),
+    (GRID.replace("seeds = [0]", 'seeds = ["0"]'), "grid.seeds: must hold integers"),
+    (GRID.replace("seeds = [0]", "seeds = [0, 0]"), r"grid.seeds: lists \['0'\] more"),
+    (GRID.replace("seeds = [0]", "seeds = []"), "grid.seeds: must be a non-empty list"),
+    (GRID.replace('algos = ["bc"]', 'algos = "bc"'), "grid.algos: must be a non-empty"),
+    (GRID + "[config]\nlearning_rate = 1.0\n", "config: unknown config field"),
+    (GRID + "[config]\nseed = 3\n", r"config: sets \['seed'\]"),
+    ("config = 3\n" + GRID, "config: must be a table"),
+    (GRID + "[algo.sac]\neta = 1.0\n", "algo.sac: unknown algorithm"),
+    (GRID + "[variants]\n", "variants: must be a non-empty table"),
+    (GRID + '[variants]\n"a b" = {eta = 1.0}\n', "variants.a b: name has characters"),
+    (GRID + "[variants]\na = 3\n", "variants.a: must be a table"),
+    (GRID + "[variants]\na = {task = 'tag'}\n", r"variants.a: sets \['task'\]"),
+    (GRID + "[variants]\na = {etaa = 1.0}\n", "variants.a: unknown config field"),
+    ("[grid\n", "not valid TOML"),
+])
+def test_bad_experiment_files_name_the_key_and_the_fix(tmp_path: Path, text: str,
+                                                       match: str) -> None:
+    path = write_toml(tmp_path / "exp.toml", text)
+    with pytest.raises(ValueError, match=match) as err:
+        ex.load_experiment(path)
+    assert str(path) in str(err.value) and "Fix:" in str(err.value)
+
+
+def test_missing_file_and_folder_instead_of_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ex.load_experiment(tmp_path / "nope.toml")
+    with pytest.raises(ValueError, match="is a folder, not a TOML file"):
+        ex.load_experiment(tmp_path)
+
+
+def test_runs_folders_order_variants_and_overrides(tmp_path: Path) -> None:
+    doc = {"results_dir": str(tmp_path / "r"),
+           "grid": {"algos": ["om2p", "bc"], "tasks": ["spread"], "qualities": ["expert"],
+                    "seeds": [0, 1]},
+           "config": {"steps": 10, "eta": 0.3}, "algo": {"om2p": {"eta": 0.7}}}
+    runs = ex.experiment_runs(doc)
+    assert [(c.seed, c.algo) for c in runs] == [(0, "om2p"), (0, "bc"), (1, "om2p"), (1, "bc")]
+    assert runs[0].out_dir == str(tmp_path / "r/spread/expert/om2p/seed0")
+    assert runs[0].eta == 0.7 and runs[1].eta == 0.3  # [algo.NAME] after [config]
+
+    doc["variants"] = {"eta0": {"eta": 0.0}, "dr=1e-2": {"dr": 1e-2}}
+    runs = ex.experiment_runs(doc, results_dir=tmp_path / "other", overrides={"steps": 3})
+    assert len(runs) == 8 and all(c.steps == 3 for c in runs)
+    assert runs[0].out_dir == str(tmp_path / "other/spread/expert/om2p/eta0/seed0")
+    assert runs[1].out_dir == str(tmp_path / "other/spread/expert/om2p/dr=1e-2/seed0")
+    assert (runs[0].eta, runs[1].eta, runs[1].dr) == (0.0, 0.7, 1e-2)  # variant after algo
+    with pytest.raises(ValueError, match=r"overrides: sets \['seed'\]"):
+        ex.experiment_runs(doc, overrides={"seed": 4})
+    with pytest.raises(ValueError, match="run .*seed0: config field 'eta'"):
+        ex.experiment_runs(doc, overrides={"eta": -1.0})
+
+
+def test_plan_groups_runs_by_population_key_capped(tmp_path: Path, monkeypatch) -> None:
+    doc = {"grid": {"algos": ["om2p", "bc"], "tasks": ["spread"], "qualities": ["expert"],
+                    "seeds": [0, 1, 2]}}
+    monkeypatch.setattr(ex, "population_key", lambda cfg: (cfg.algo,))
+    plan = ex.plan_experiment(doc, results_dir=tmp_path, max_members=2)
+    sizes = [[(r.cfg.algo, r.cfg.seed) for r in g] for g in plan.populations]
+    assert sizes == [[("om2p", 0), ("om2p", 1)], [("om2p", 2)], [("bc", 0), ("bc", 1)],
+                     [("bc", 2)]]
+    assert plan.headline() == "6 runs, 0 finished, 6 to do"
+    with pytest.raises(ValueError, match="max_members"):
+        ex.plan_experiment(doc, results_dir=tmp_path, max_members=0)
+
+
+def test_run_experiment_writes_results_and_skips_finished(tmp_path: Path, dataset_path,
+                                                          capsys) -> None:
+    doc = doc_of(tmp_path / "res", dataset_path, variants={"a": {"lr": 1e-3}})
+    results = ex.run_experiment(doc, progress=True)
+    assert [(r["seed"], r["variant"]) for r in results] == [(0, "a"), (1, "a")]
+    out = capsys.readouterr().out
+    assert "2 runs, 0 finished, 2 to do" in out and "[2/2]" in out
+    folder = tmp_path / "res/spread/expert/bc/a/seed0"
+    on_disk = json.loads((folder / "result.json").read_text())
+    assert on_disk["variant"] == "a" and on_disk["config"]["lr"] == 1e-3
+    assert not (folder / "checkpoint.pt").exists()  # deleted unless kept
+    # provenance and config carry no absolute path of this machine
+    text = json.dumps(on_disk)
+    for prefix in ("/tmp", "/home", "/work", str(tmp_path)):
+        assert prefix not in text, prefix
+    assert on_disk["config"]["out_dir"] == "seed0"  # outside the checkout: its name only
+    mtime = (folder / "result.json").stat().st_mtime_ns
+    again = ex.run_experiment(doc, progress=True)
+    assert "2 runs, 2 finished, 0 to do" in capsys.readouterr().out
+    assert again == results and (folder / "result.json").stat().st_mtime_ns == mtime
+
+
+def test_invalid_result_is_rerun_and_other_settings_are_refused(tmp_path: Path, dataset_path,
+                                                                capsys) -> None:
+    doc = doc_of(tmp_path / "res", dataset_path, seeds=(0,))
+    ex.run_experiment(doc)
+    result = tmp_path / "res/spread/expert/bc/seed0/result.json"
+    result.write_text('{"return": NaN')  # truncated: not a result
+    assert ex.plan_experiment(doc).headline() == "1 runs, 0 finished, 1 to do"
+    ex.run_experiment(doc)
+    assert ex.read_result(result.parent)["return"] is not None
+    doc["config"] = doc["config"] | {"lr": 0.5}
+    with pytest.raises(ex.ExperimentFailed, match=r"made with other settings \(\['lr'\]"):
+        ex.run_experiment(doc)
+    assert ex.read_result(result.parent)["config"]["lr"] != 0.5  # nothing overwritten
+
+
+def test_one_failing_run_is_recorded_and_the_grid_goes_on(tmp_path: Path, dataset_path,
+                                                          monkeypatch, capsys) -> None:
+    real = ex._train_group
+
+    def flaky(cfgs: list[TrainConfig]) -> list[dict]:
+        if any(c.seed == 1 for c in cfgs):
+            raise TypeError("unsupported operand type(s)")  # a bug, not bad input
+        return real(cfgs)
+
+    monkeypatch.setattr(ex, "_train_group", flaky)
+    monkeypatch.setattr(ex, "population_key", lambda cfg: (cfg.algo,))  # one population
+    doc = doc_of(tmp_path / "res", dataset_path, seeds=(0, 1, 2))
+    with pytest.raises(ex.ExperimentFailed) as err:
+        ex.run_experiment(doc, progress=True)
+    failed = str(tmp_path / "res/spread/expert/bc/seed1")
+    assert list(err.value.failures) == [failed]
+    assert "TypeError: unsupported operand" in err.value.failures[failed]
+    assert [r["seed"] for r in err.value.results] == [0, 2]  # retried member by member
+    status = json.loads((Path(failed) / "status.json").read_text())
+    assert status["status"] == "failed" and "TypeError" in status["error"]
+    out = capsys.readouterr().out
+    assert f"{failed}: FAILED: TypeError" in out and "failed: 1 of 3 runs" in out
+
+
+def test_filesystem_problems_name_the_path_and_the_fix(tmp_path: Path, dataset_path) -> None:
+    blocker = tmp_path / "res"
+    blocker.write_text("a file where the results folder should be")
+    doc = doc_of(blocker, dataset_path)
+    with pytest.raises(ValueError, match=f"results_dir {blocker}: is a file. Fix: move or "
+                                         f"delete {blocker}"):
+        ex.run_experiment(doc)
+    blocker.unlink()
+    (blocker / "spread").mkdir(parents=True)
+    (blocker / "spread/expert").write_text("")
+    with pytest.raises(ValueError, match=f"needs {blocker / 'spread/expert'} to be a folder"):
+        ex.run_experiment(doc)
+    err = ex.describe_os_error(PermissionError(13, "Permission denied", "/x/y"))
+    assert err.startswith("/x/y: Permission denied. Fix: make it writable")
+
+
+def test_unwritable_results_dir_is_refused(tmp_path: Path, dataset_path,
+                                           monkeypatch) -> None:
+    # as if the folder were someone else's (chmod cannot show it: root writes anywhere)
+    monkeypatch.setattr(ex.os, "access", lambda path, mode: False)
+    with pytest.raises(ValueError, match=rf"cannot write in {tmp_path} \(permission denied\)"
+                                         r"\. Fix: make it writable"):
+        ex.run_experiment(doc_of(tmp_path / "res", dataset_path))
+
+
+def test_record_paths_are_repository_relative() -> None:
+    from om2p_lite.runtime.record import portable_command, portable_path, repo_root
+
+    root = repo_root()
+    assert root is not None
+    assert portable_path(root / "data/results/main.toml") == "data/results/main.toml"
+    assert portable_path("data/x.npz") == "data/x.npz"
+    assert portable_path("/somewhere/else/run7") == "run7"
+    cmd = portable_command(["python", "-m", "om2p_lite", "grid", "--experiment",
+                            str(root / "exp.toml"), "--out-dir=/tmp/q/run"])
+    assert cmd == "python -m om2p_lite grid --experiment exp.toml --out-dir=run"
+    assert portable_command(f"{root}/bench/x.py --n 3") == "bench/x.py --n 3"
+
+
+def test_results_table_marks_dirty_runs_and_splits_variants(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from om2p_lite.rl.results import (
+        DIRTY_MARK,
+        load_results,
+        results_table,
+        table_html,
+        table_markdown,
+    )
+
+    def put(algo: str, seed: int, ret: float, commit: str, variant: str | None = None):
+        folder = tmp_path / algo / (variant or "") / f"seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "result.json").write_text(json.dumps({
+            "task": "spread", "quality": "expert", "algo": algo, "seed": seed,
+            "variant": variant, "return": ret, "config": {"steps": 4},
+            "provenance": {"git_commit": commit}}))
+
+    put("om2p", 0, 2.0, "abc-dirty")
+    put("om2p", 1, 4.0, "abc")
+    put("bc", 0, 1.0, "abc")
+    df = load_results(tmp_path)
+    assert df["variant"].isna().all()
+    assert df["dirty"].tolist() == [False, True, False]  # bc, om2p seed 0, om2p seed 1
+    table = results_table(df)
+    assert table.loc[("spread", "expert"), "om2p"] == f"**3.0 ± 1.0**{DIRTY_MARK}"
+    assert table.loc[("spread", "expert"), "bc"] == "1.0 ± 0.0"
+    assert table_markdown(table).endswith(table.attrs["footnote"])
+    assert "uncommitted" in table_html(table)
+
+    put("om2p", 0, 5.0, "abc", variant="eta0")
+    df = load_results(tmp_path)
+    assert set(results_table(df).columns) == {"om2p", "om2p/eta0", "bc"}
+    clean = results_table(pd.DataFrame({"task": ["spread"], "quality": ["expert"],
+                                        "algo": ["bc"], "seed": [0], "return": [1.0]}))
+    assert "footnote" not in clean.attrs and DIRTY_MARK not in table_markdown(clean)
+
+    (tmp_path / "bc/seed0/result.json").write_text("{")
+    with pytest.raises(ValueError, match="not a valid result.*Fix: delete it"):
+        load_results(tmp_path)
