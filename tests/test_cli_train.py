@@ -1,0 +1,125 @@
+"""The train / evaluate / grid / table commands: bad input ends in one ``error:`` line and exit
+code 2 (never a traceback), a failing run gives exit code 1 and a summary, and the grid lists
+its populations."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from om2p_lite.cli.main import main
+
+TINY = ["--steps", "3", "--batch-size", "8", "--hidden", "8", "--depth", "1",
+        "--critic-hidden", "8", "--critic-depth", "1", "--eval-episodes", "2",
+        "--eval-max-steps", "5", "--progress", "false", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def dataset_path(tmp_path_factory) -> Path:
+    from om2p_lite.data import save_dataset
+    from om2p_lite.data.generate import make_dataset
+
+    ds = make_dataset("spread", "expert", 0, n_transitions=200)[0]
+    return save_dataset(ds, tmp_path_factory.mktemp("data") / "spread.npz")
+
+
+def experiment(tmp_path: Path, data: Path, extra: str = "", seeds: str = "[0, 1]") -> Path:
+    path = tmp_path / "exp.toml"
+    path.write_text(f'results_dir = "{tmp_path / "results"}"\n'
+                    f'[grid]\nalgos = ["bc"]\ntasks = ["spread"]\nqualities = ["expert"]\n'
+                    f'seeds = {seeds}\n'
+                    f'[config]\nsteps = 3\nbatch_size = 8\nhidden = 8\ndepth = 1\n'
+                    f'critic_hidden = 8\ncritic_depth = 1\neval_episodes = 2\n'
+                    f'eval_max_steps = 5\nprogress = false\nthreads = 1\n'
+                    f'dataset = "{data}"\n{extra}')
+    return path
+
+
+def test_grid_dry_run_lists_populations_and_max_runs(tmp_path: Path, dataset_path,
+                                                      capsys) -> None:
+    exp = experiment(tmp_path, dataset_path, seeds="[0, 1, 2]")
+    assert main(["grid", "--experiment", str(exp), "--dry-run", "--max-members", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("3 runs, 0 finished, 3 to do\n")
+    assert f"  {tmp_path / 'results/spread/expert/bc/seed2'}" in out
+    assert not (tmp_path / "results").exists()  # a dry run writes nothing
+    assert main(["grid", "--experiment", str(exp), "--max-runs", "1"]) == 0
+    capsys.readouterr()
+    assert len(list((tmp_path / "results").rglob("result.json"))) == 1
+    assert main(["grid", "--experiment", str(exp), "--dry-run"]) == 0
+    assert capsys.readouterr().out.startswith("3 runs, 1 finished, 2 to do\n")
+    with pytest.raises(SystemExit) as err:
+        main(["grid", "--experiment", str(exp), "--max-members", "0"])
+    assert err.value.code == 2 and "integer >= 1" in capsys.readouterr().err
+
+
+def test_grid_failure_exit_code_and_summary(tmp_path: Path, dataset_path, capsys) -> None:
+    exp = experiment(tmp_path, dataset_path, extra='[algo.bc]\ndata_budget = "smoke"\n')
+    bad = tmp_path / "results/spread/expert/bc/seed1"
+    bad.mkdir(parents=True)
+    (bad / "config.json").mkdir()  # a folder where the run writes a file
+    assert main(["grid", "--experiment", str(exp)]) == 1
+    captured = capsys.readouterr()
+    assert f"{bad}: FAILED: " in captured.out and "config.json" in captured.out
+    assert "error: 1 of 2 runs failed" in captured.err
+    assert (tmp_path / "results/spread/expert/bc/seed0/result.json").exists()
+
+
+@pytest.mark.parametrize("toml, match", [
+    ('result_dir = "x"\n', "top level: unknown key(s) ['result_dir']. Fix: use only "
+                           "['results_dir', "),
+    ('[variants]\n"a/b" = {eta = 1.0}\n', "variants.a/b: name has characters"),
+])
+def test_grid_refuses_bad_files_without_traceback(tmp_path: Path, dataset_path, capsys,
+                                                  toml: str, match: str) -> None:
+    exp = experiment(tmp_path, dataset_path)
+    exp.write_text(toml + exp.read_text())
+    assert main(["grid", "--experiment", str(exp)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {exp}: ") and match in err
+
+
+def test_train_out_dir_that_is_a_file(tmp_path: Path, dataset_path, capsys) -> None:
+    target = tmp_path / "run"
+    target.write_text("")
+    assert main(["train", "--algo", "bc", "--out-dir", str(target), "--dataset",
+                 str(dataset_path), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert f"--out-dir {target}: is a file. Fix: move or delete {target}" in err
+
+
+def test_train_records_relative_paths_and_command(tmp_path: Path, dataset_path, capsys,
+                                                  monkeypatch) -> None:
+    run = tmp_path / "run"
+    argv = ["train", "--algo", "bc", "--out-dir", str(run), "--dataset", str(dataset_path),
+            *TINY]
+    monkeypatch.setattr(sys, "argv", ["om2p_lite/__main__.py", *argv])
+    assert main(argv) == 0
+    text = (run / "result.json").read_text()
+    assert str(tmp_path) not in text
+    prov = json.loads(text)["provenance"]
+    assert prov["command"].startswith("python -m om2p_lite train --algo bc --out-dir run ")
+    assert "--dataset spread.npz" in prov["command"]
+
+
+def test_evaluate_bad_run_folders(tmp_path: Path, capsys) -> None:
+    assert main(["evaluate", "--run", str(tmp_path / "missing")]) == 2
+    assert "does not exist. Fix:" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert main(["evaluate", "--run", str(tmp_path / "file")]) == 2
+    assert "is a file. Fix:" in capsys.readouterr().err
+    assert main(["evaluate", "--run", str(tmp_path)]) == 2
+    assert "has no checkpoint.pt. Fix:" in capsys.readouterr().err
+
+
+def test_module_prints_one_error_line_not_a_traceback(tmp_path: Path) -> None:
+    exp = tmp_path / "exp.toml"
+    exp.write_text('results_dir = 3\n')
+    res = subprocess.run([sys.executable, "-m", "om2p_lite", "grid", "--experiment",
+                          str(exp)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith(f"error: {exp}: results_dir: must be a folder name")
