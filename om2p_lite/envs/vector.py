@@ -67,19 +67,25 @@ def _worker(conn: Any, task: str, reward_variant: str, seeds: list[int]) -> None
 
 
 class VecEnv:
-    """``n_envs`` copies of one task; ``n_workers > 1`` spreads them over processes."""
+    """``n_envs`` copies of one task; ``n_workers > 1`` spreads them over processes.
+
+    Environment k is reset with ``env_seed(seed, k)``, or with ``seeds[k]`` when given (a
+    population's evaluation: each member's block of environments seeded as its own run's).
+    """
 
     def __init__(self, task: str, n_envs: int, seed: int = 0, reward_variant: str = "mpe2",
-                 n_workers: int = 1) -> None:
+                 n_workers: int = 1, seeds: list[int] | None = None) -> None:
         from om2p_lite.envs import make_env
 
         if n_envs < 1 or n_workers < 1:
             raise ValueError(f"n_envs and n_workers must be >= 1, got {n_envs}, {n_workers}")
+        if seeds is not None and len(seeds) != n_envs:
+            raise ValueError(f"seeds: need one per environment ({n_envs}), got {len(seeds)}")
         probe = make_env(task, reward_variant)
         self.spec: EnvSpec = probe.spec
         probe.close()
         self.n_envs = n_envs
-        seeds = [env_seed(seed, k) for k in range(n_envs)]
+        seeds = list(seeds) if seeds is not None else [env_seed(seed, k) for k in range(n_envs)]
         n_workers = min(n_workers, n_envs)
         self._chunks = [list(c) for c in np.array_split(np.arange(n_envs), n_workers)]
         if n_workers == 1:

@@ -17,18 +17,26 @@ ESTIMATORS = ("jvp", "fd", "zero", "jacobian")
 VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def check_estimator(estimator: str, dr: float | None = None) -> None:
-    """Raise a clear ``ValueError`` for an unknown estimator or a non-positive Δr."""
+def check_estimator(estimator: str, dr: float | torch.Tensor | None = None) -> None:
+    """Raise a clear ``ValueError`` for an unknown estimator or a non-positive Δr.
+
+    ``dr`` may be a tensor (one Δr per agent of a population); every entry must be > 0.
+    """
     if estimator not in ESTIMATORS:
         raise ValueError(f"unknown du/dr estimator {estimator!r}: choose one of {ESTIMATORS}")
-    if estimator == "fd" and (dr is None or not dr > 0 or dr != dr):
+    if estimator != "fd":
+        return
+    ok = dr is not None and (bool((dr > 0).all()) if isinstance(dr, torch.Tensor)
+                             else dr > 0)  # NaN compares False
+    if not ok:
         raise ValueError(f"finite-difference step Δr must be > 0, got {dr!r} "
                          f"(try 1e-3; in float32 steps below ~1e-6 are mostly rounding noise)")
 
 
 def du_dr(net: VelocityFn, o: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor,
           t: torch.Tensor, v: torch.Tensor, estimator: str = "jvp",
-          dr: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+          dr: float | torch.Tensor = 1e-3, fd_mask: torch.Tensor | None = None,
+          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (u_θ(o, x_r, r, t), du/dr) with du/dr = ∂_x u · v + ∂_r u   (eq-total-derivative).
 
     ``jvp``: exact, one forward-mode pass with tangents (v, 1, 0);
@@ -36,6 +44,9 @@ def du_dr(net: VelocityFn, o: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor,
     ``zero``: du/dr = 0 (flow matching on (r, t) pairs);
     ``jacobian``: exact, per-sample Jacobians (memory-hungry reference).
     u keeps its graph for the loss; du/dr is detached (it only enters the stop-grad target).
+    For ``fd``, ``dr`` may be a tensor broadcasting against u (a Δr per agent) and
+    ``fd_mask`` a bool tensor: where it is False the estimate is exactly 0 (the members of a
+    population trained with the ``zero`` estimator).
     """
     check_estimator(estimator, dr)
     if estimator == "jvp":
@@ -50,7 +61,10 @@ def du_dr(net: VelocityFn, o: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor,
     if estimator == "fd":
         with torch.no_grad():
             u_shift = net(o, x_r + dr * v, r + dr, t)
-            return u, (u_shift - u.detach()) / dr  # (eq-fd)
+            dudr = (u_shift - u.detach()) / dr  # (eq-fd)
+            if fd_mask is not None:
+                dudr = torch.where(fd_mask, dudr, 0.0)
+            return u, dudr
     # jacobian: J_x (B, d, d) and J_r (B, d, 1), one sample at a time under vmap
     def single(o1: torch.Tensor, x1: torch.Tensor, r1: torch.Tensor,
                t1: torch.Tensor) -> torch.Tensor:
@@ -77,19 +91,44 @@ def adaptive_weight(sq_err: torch.Tensor, p: float = 0.0, c: float = 1e-3) -> to
 
 
 def meanflow_loss(net: nn.Module | VelocityFn, o: torch.Tensor, a: torch.Tensor,
-                  r: torch.Tensor, t: torch.Tensor, estimator: str = "jvp", dr: float = 1e-3,
-                  p: float = 0.0, c: float = 1e-3, eps: torch.Tensor | None = None,
-                  ) -> tuple[torch.Tensor, dict[str, float]]:
-    """L_MF = E w ||u_θ(o, x_r, r, t) - sg(u_tgt)||²   (eq-mf-loss); returns (loss, logs)."""
+                  r: torch.Tensor, t: torch.Tensor, estimator: str = "jvp",
+                  dr: float | torch.Tensor = 1e-3, p: float = 0.0, c: float = 1e-3,
+                  eps: torch.Tensor | None = None, mask: torch.Tensor | None = None,
+                  fd_mask: torch.Tensor | None = None, reduce: str = "mean",
+                  du_dr_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+                  ) -> tuple[torch.Tensor, dict[str, float] | dict[str, torch.Tensor]]:
+    """L_MF = E w ||u_θ(o, x_r, r, t) - sg(u_tgt)||²   (eq-mf-loss); returns (loss, logs).
+
+    The multi-agent form (what OM2P trains with): a (B, A, d) with ``mask`` (A, d) marking
+    each agent's real action dims (padding gets no velocity and no error), ``reduce='agents'``
+    for the (A,) per-agent losses E_B w ||·||² and per-agent log tensors (no host sync),
+    ``dr``/``fd_mask`` per agent (see ``du_dr``), and ``du_dr_fn`` for stacked networks
+    (``stacked.stacked_du_dr``). ``reduce='mean'`` gives the scalar and float logs.
+    """
     eps = torch.randn_like(a) if eps is None else eps
     x_r = interpolate(eps, a, r)  # (B, act_dim)
     v = conditional_velocity(eps, a)  # (B, act_dim)
-    u, dudr = du_dr(net, o, x_r, r, t, v, estimator, dr)
-    u_tgt = meanflow_target(v, r, t, dudr)
-    sq_err = ((u - u_tgt) ** 2).sum(-1)  # (B,)
+    if mask is not None:
+        v = v * mask  # padding dims stay at 0
+    u, dudr = (du_dr_fn or du_dr)(net, o, x_r, r, t, v, estimator, dr, fd_mask)
+    u_tgt = meanflow_target(v, r, t, dudr)  # (eq-mf-target)
+    err = u - u_tgt if mask is None else (u - u_tgt) * mask
+    sq_err = (err ** 2).sum(-1)  # (B,) or (B, A)
+    if reduce == "agents":
+        from om2p_lite.flows.stacked import batch_mean  # a mean whose bits do not depend on A
+
+        loss = batch_mean(adaptive_weight(sq_err, p, c) * sq_err)  # (A,)   (eq-mf-loss)
+        with torch.no_grad():
+            zero = (dudr if mask is None else dudr * mask) == 0
+            return loss, {"mf_loss": batch_mean(sq_err),
+                          "du_dr_norm": batch_mean(dudr.norm(dim=-1)),
+                          "du_dr_zero_frac": batch_mean(zero.all(-1).float())}
+    if reduce != "mean":
+        raise ValueError(f"unknown reduction {reduce!r}: use 'mean' or 'agents'")
     loss = (adaptive_weight(sq_err, p, c) * sq_err).mean()  # (eq-mf-loss)
     return loss, {"mf_loss": float(sq_err.mean().detach()),
-                  "du_dr_norm": float(dudr.norm(dim=-1).mean())}
+                  "du_dr_norm": float(dudr.norm(dim=-1).mean()),
+                  "du_dr_zero_frac": float((dudr == 0).all(-1).float().mean())}
 
 
 def fd_error_sweep(net: nn.Module, o: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor,

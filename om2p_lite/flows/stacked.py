@@ -8,11 +8,61 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from om2p_lite.flows.meanflow import VelocityFn, du_dr
+
+
+class _SwapAxes(torch.autograd.Function):
+    """``x.transpose(d0, d1)`` made contiguous, whose gradient is made contiguous the same way.
+
+    Written in the functorch style (``setup_context``, ``jvp``, a generated vmap rule) so
+    that ``torch.func.jvp`` / ``vmap`` / ``jacrev`` (the exact du/dr estimators) see through it.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, d0: int, d1: int) -> torch.Tensor:
+        return x.transpose(d0, d1).contiguous()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        ctx.dims = inputs[1:]
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        return grad.transpose(*ctx.dims).contiguous(), None, None
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: torch.Tensor, *_: Any) -> torch.Tensor:
+        return x_t.transpose(*ctx.dims).contiguous()
+
+
+def swap_axes(x: torch.Tensor, d0: int, d1: int) -> torch.Tensor:
+    """Transpose two axes into a contiguous tensor, with a contiguous gradient too.
+
+    Inside a stacked network every tensor is member-major, (M, N, ·): each member's rows
+    are one contiguous block, in the forward and in the backward pass. A gradient that
+    arrived as a strided view would make the bias-gradient sums take a path that depends
+    on how many members are stacked; this way member m's arithmetic is bit for bit that
+    of a network of its own (what a population of runs relies on, ``rl.population``).
+    """
+    return _SwapAxes.apply(x, d0, d1)
+
+
+def batch_mean(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """Mean over the batch axis ``dim`` of a per-agent tensor, e.g. (B, A) → (A,).
+
+    Computed row by row on a contiguous copy (batch axis last): a column-wise mean of a
+    (B, A) tensor takes a summation order that depends on A, so a population's member
+    would differ in the last bit from its own run; a row's sum does not depend on how many
+    rows there are.
+    """
+    return x.movedim(dim, -1).contiguous().mean(-1)
 
 
 class StackedLinear(nn.Module):
@@ -27,9 +77,12 @@ class StackedLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (..., M, in) → (..., M, out), as one batched matmul over members."""
         lead, (M, d_in) = x.shape[:-2], x.shape[-2:]
-        xm = x.reshape(-1, M, d_in).transpose(0, 1)  # (M, N, in)
-        y = torch.baddbmm(self.bias.unsqueeze(1), xm, self.weight)  # (M, N, out)
-        return y.transpose(0, 1).reshape(*lead, M, -1)
+        xm = swap_axes(x.reshape(-1, M, d_in), 0, 1)  # (M, N, in)
+        return swap_axes(self.forward_members(xm), 0, 1).reshape(*lead, M, -1)
+
+    def forward_members(self, xm: torch.Tensor) -> torch.Tensor:
+        """Member-major x: (M, N, in) → (M, N, out), one batched matmul."""
+        return torch.baddbmm(self.bias.unsqueeze(1), xm, self.weight)  # (M, N, out)
 
 
 class StackedLayerNorm(nn.Module):
@@ -46,11 +99,17 @@ class StackedLayerNorm(nn.Module):
         x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
         return x * self.weight + self.bias
 
+    def forward_members(self, xm: torch.Tensor) -> torch.Tensor:
+        """Member-major x: (M, N, dim) → same shape."""
+        xm = nn.functional.layer_norm(xm, xm.shape[-1:], eps=self.eps)
+        return xm * self.weight.unsqueeze(1) + self.bias.unsqueeze(1)
+
 
 class StackedMLP(nn.Module):
     """``n_members`` independent MLPs (as ``networks.mlp``): (B, M, in_dim) → (B, M, out_dim).
 
     Any number of leading batch dims is allowed; the member axis is the second to last.
+    Inside, the input is turned member-major once, (M, N, in), and back once at the end.
     """
 
     def __init__(self, n_members: int, in_dim: int, out_dim: int, hidden: int = 256,
@@ -78,7 +137,15 @@ class StackedMLP(nn.Module):
         if x.shape[-2:] != (self.n_members, self.in_dim):
             raise ValueError(f"StackedMLP expects (..., {self.n_members}, {self.in_dim}), "
                              f"got {tuple(x.shape)}")
-        return self.net(x)
+        lead, M = x.shape[:-2], self.n_members
+        xm = swap_axes(x.reshape(-1, M, self.in_dim), 0, 1)  # (M, N, in)
+        return swap_axes(self.forward_members(xm), 0, 1).reshape(*lead, M, self.out_dim)
+
+    def forward_members(self, xm: torch.Tensor) -> torch.Tensor:
+        """Member-major x: (M, N, in_dim) → (M, N, out_dim)."""
+        for layer in self.net:
+            xm = layer.forward_members(xm) if hasattr(layer, "forward_members") else layer(xm)
+        return xm
 
     @classmethod
     def from_mlps(cls, mlps: Sequence[nn.Sequential]) -> StackedMLP:
@@ -135,14 +202,15 @@ class StackedVelocityNet(nn.Module):
 
 def stacked_du_dr(net: VelocityFn, o: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor,
                   t: torch.Tensor, v: torch.Tensor, estimator: str = "jvp",
-                  dr: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+                  dr: float | torch.Tensor = 1e-3, fd_mask: torch.Tensor | None = None,
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """``meanflow.du_dr`` for stacked inputs (B, M, ·), adding the per-sample ``jacobian``.
 
     The jacobian of member m's output w.r.t. every member's input is (M, d, M, d); members
     are independent, so du/dr is its diagonal blocks: J[m, :, m, :] v[m] + ∂_r u[m].
     """
     if estimator != "jacobian":
-        return du_dr(net, o, x_r, r, t, v, estimator, dr)
+        return du_dr(net, o, x_r, r, t, v, estimator, dr, fd_mask)
     u = net(o, x_r, r, t)
 
     def single(o1: torch.Tensor, x1: torch.Tensor, r1: torch.Tensor,

@@ -10,7 +10,7 @@ import copy
 import torch
 from torch import nn
 
-from om2p_lite.flows.stacked import StackedMLP
+from om2p_lite.flows.stacked import StackedMLP, batch_mean, swap_axes
 
 
 class StackedCritic(nn.Module):
@@ -29,20 +29,22 @@ class StackedCritic(nn.Module):
         self.net = StackedMLP(n_q * n_agents, obs_dim + act_dim, 1, hidden, depth, layer_norm)
 
     def forward(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """o: (B, A, obs), a: (B, A, act) → Q: (n_q, B, A)."""
-        x = torch.cat([o, a], dim=-1)  # (B, A, in)
-        x = x.unsqueeze(-3).expand(*x.shape[:-2], self.n_q, *x.shape[-2:])  # (B, n_q, A, in)
-        q = self.net(x.reshape(*x.shape[:-3], self.n_q * self.n_agents, x.shape[-1]))
-        q = q.reshape(*x.shape[:-3], self.n_q, self.n_agents)  # (B, n_q, A)
-        return q.movedim(-2, 0)  # (n_q, B, A)
+        """o: (..., A, obs), a: (..., A, act) → Q: (n_q, ..., A); members are (critic, agent)."""
+        x = torch.cat([o, a], dim=-1)  # (..., A, in)
+        lead, (A, d_in), n_q = x.shape[:-2], x.shape[-2:], self.n_q
+        xm = swap_axes(x.reshape(-1, A, d_in), 0, 1)  # (A, N, in), member-major
+        xm = xm.unsqueeze(0).expand(n_q, A, *xm.shape[1:]).reshape(n_q * A, -1, d_in)
+        q = self.net.forward_members(xm).view(n_q, A, -1)  # (n_q, A, N)
+        return swap_axes(q, 1, 2).reshape(n_q, *lead, A)  # (n_q, ..., A)
 
 
 def td_target(q_next: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor,
               gamma: float, reduce: str = "mean") -> torch.Tensor:
     """y_i = r_i + γ (1 - d) · mean_j Q'_j(o'_i, a'_i)   (eq-td-target); detached.
 
-    q_next: (n_q, B, A) from the target critics; rewards (B, A); dones (B,) are true
-    terminations only (a timeout still bootstraps). ``reduce='min'`` is TD3's clipped target.
+    q_next: (n_q, B, A) from the target critics; rewards (B, A); dones (B,) or (B, A) (a
+    population's members each have their own rows) are true terminations only (a timeout
+    still bootstraps). ``reduce='min'`` is TD3's clipped target.
     """
     if reduce == "mean":
         q = q_next.mean(0)
@@ -50,24 +52,43 @@ def td_target(q_next: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor,
         q = q_next.min(0).values
     else:
         raise ValueError(f"unknown ensemble reduction {reduce!r}: use 'mean' or 'min'")
-    return (rewards + gamma * (1.0 - dones).unsqueeze(-1) * q).detach()  # (eq-td-target)
+    not_done = 1.0 - (dones if dones.dim() == rewards.dim() else dones.unsqueeze(-1))
+    return (rewards + gamma * not_done * q).detach()  # (eq-td-target)
 
 
-def critic_loss(q: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Σ_j E (Q_j - y)², summed over agents so each agent's critic gets its own full gradient."""
-    return ((q - y.unsqueeze(0)) ** 2).mean(1).sum()
+def _reduce_agents(per_agent: torch.Tensor, reduce: str) -> torch.Tensor:
+    """'sum' over agents (a scalar to minimise) or 'agents' (the (A,) vector itself)."""
+    if reduce == "sum":
+        return per_agent.sum()
+    if reduce == "agents":
+        return per_agent
+    raise ValueError(f"unknown reduction {reduce!r}: use 'sum' or 'agents'")
 
 
-def normalised_q_loss(q: torch.Tensor, normalise: bool = True) -> torch.Tensor:
+def critic_loss(q: torch.Tensor, y: torch.Tensor, reduce: str = "sum") -> torch.Tensor:
+    """Σ_j E (Q_j - y)², summed over agents so each agent's critic gets its own full gradient.
+
+    ``reduce='agents'`` returns the (A,) per-agent terms instead of their sum.
+    """
+    return _reduce_agents(batch_mean((q - y.unsqueeze(0)) ** 2, 1).sum(0), reduce)
+
+
+def normalised_q_loss(q: torch.Tensor, normalise: bool | torch.Tensor = True,
+                      reduce: str = "sum") -> torch.Tensor:
     """L_Q = - mean Q(o, a_π) / sg(mean |Q|), per agent, summed over agents   (eq-q-loss).
 
     q: (n_q, B, A) or (B, A); the ensemble is averaged first. ``normalise=False`` drops the
-    division (the ablation "no Q normalisation": L_Q = - mean Q).
+    division (the ablation "no Q normalisation": L_Q = - mean Q); a bool tensor (A,) chooses
+    per agent (the members of a population). ``reduce='agents'`` returns the (A,) terms.
     """
     q = q.mean(0) if q.dim() == 3 else q  # (B, A)
+    minus_q = -batch_mean(q)  # (A,)
+    scale = batch_mean(q.abs().detach()).clamp_min(1e-6)  # sg(mean |Q|), per agent
+    if isinstance(normalise, torch.Tensor):
+        return _reduce_agents(minus_q / torch.where(normalise, scale, 1.0), reduce)
     if not normalise:
-        return (-q.mean(0)).sum()
-    return (-q.mean(0) / q.abs().mean(0).detach().clamp_min(1e-6)).sum()  # (eq-q-loss)
+        return _reduce_agents(minus_q, reduce)
+    return _reduce_agents(minus_q / scale, reduce)  # (eq-q-loss)
 
 
 def make_target(module: nn.Module) -> nn.Module:

@@ -31,23 +31,47 @@ def evaluate_agent(agent: Any, task: str, n_episodes: int = 10, seed: int = 0,
     The policy's noise comes from a generator seeded with ``seed`` (as do the environments),
     so an evaluation is repeatable. ``max_steps`` truncates long episodes (smoke tests).
     """
-    from om2p_lite.envs import VecEnv, team_score
+    return evaluate_population(agent, task, n_episodes, [seed], device, reward_variant,
+                               max_steps)[0]
 
-    gen = torch.Generator().manual_seed(seed)
-    with VecEnv(task, n_episodes, seed=seed, reward_variant=reward_variant) as venv:
+
+@torch.no_grad()
+def evaluate_population(agent: Any, task: str, n_episodes: int, seeds: list[int],
+                        device: torch.device | str = "cpu", reward_variant: str = "mpe2",
+                        max_steps: int | None = None) -> list[dict[str, Any]]:
+    """``evaluate_agent`` for each member of a population at once: one vector of P·E envs.
+
+    Member m's E environments and its policy noise are seeded with ``seeds[m]`` exactly as
+    its own run's evaluation is, and its columns of the agent axis (P·A) only ever see its
+    own environments, so its returns equal those of the run on its own.
+    """
+    from om2p_lite.envs import VecEnv, team_score
+    from om2p_lite.envs.vector import env_seed
+
+    P, E = len(seeds), n_episodes
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    env_seeds = [env_seed(s, k) for s in seeds for k in range(E)]
+    with VecEnv(task, P * E, reward_variant=reward_variant, seeds=env_seeds) as venv:
         spec = venv.spec
-        obs = venv.reset()  # (E, A, D)
-        returns = np.zeros(n_episodes)
-        done = np.zeros(n_episodes, dtype=bool)
+        A, D = spec.n_agents, spec.obs_dim
+        obs = venv.reset()  # (P·E, A, D)
+        returns = np.zeros(P * E)
+        done = np.zeros(P * E, dtype=bool)
         limit = max_steps or spec.episode_length
         for _ in range(limit):
-            o = torch.as_tensor(obs, dtype=torch.float32, device=device)
-            actions = agent.act(o, gen).cpu().numpy()  # (E, A, d)
+            o = torch.as_tensor(obs, dtype=torch.float32).view(P, E, A, D)
+            o = o.transpose(0, 1).reshape(E, P * A, D).to(device)  # member-major agent axis
+            a = agent.act(o, gens).cpu()  # (E, P·A, d)
+            actions = a.view(E, P, A, -1).transpose(0, 1).reshape(P * E, A, -1).numpy()
             _, rewards, terminals, timeouts, obs = venv.step(actions)
             returns += np.where(done, 0.0, team_score(rewards, spec.score))
             done |= terminals | timeouts
             if done.all():
                 break
-    mean = float(returns.mean())
-    return {"return_mean": mean, "return_std": float(returns.std()), "returns": returns.tolist(),
-            "normalised": normalised_or_none(task, mean, reward_variant)}
+    out = []
+    for member in returns.reshape(P, E):
+        mean = float(member.mean())
+        out.append({"return_mean": mean, "return_std": float(member.std()),
+                     "returns": member.tolist(),
+                     "normalised": normalised_or_none(task, mean, reward_variant)})
+    return out

@@ -6,18 +6,40 @@ how it samples actions; the critic, the TD target and the data batch code live h
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
 
+from om2p_lite.flows.stacked import batch_mean
 from om2p_lite.rl.critics import StackedCritic, critic_loss, make_target, polyak_update, td_target
 
 if TYPE_CHECKING:
     from om2p_lite.rl.config import TrainConfig
 
 Batch = dict[str, torch.Tensor]
+Logs = dict[str, Any]  # per-agent tensors (A,) as ``update`` returns them (floats allowed)
+Generators = torch.Generator | Sequence[torch.Generator] | None
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """No weight gradients for ``module`` inside the block (gradients still flow through it).
+
+    The actor's Q term needs dQ/da, not dQ/dθ_critic: skipping the critic's weight
+    gradients saves their matrix products.
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 @dataclass(frozen=True)
@@ -41,12 +63,20 @@ class Agent(nn.Module):
     """A learner for all agents at once: ``update(batch) -> logs`` and ``act(obs) -> actions``.
 
     Batches are dicts of tensors: obs/next_obs (B, A, D), actions (B, A, d) in [-1, 1],
-    rewards (B, A), dones (B,) (true terminations only). Networks are stacked over agents,
-    so agent i's parameters only ever see agent i's columns (independent learners).
+    rewards (B, A), dones (B,) or (B, A) (true terminations only). Networks are stacked over
+    agents, so agent i's parameters only ever see agent i's columns (independent learners).
+
+    A population of P runs is one agent whose agent axis is (member × agent), P·A long
+    (``set_members``): per-member settings become per-agent tensors, and ``randn``/``rand``
+    draw member m's slice from member m's generator, so member m computes exactly what a
+    run of its own computes.
     """
 
     name: ClassVar[str] = "agent"
     uses_critic: ClassVar[bool] = False
+    # True when every random draw of ``update`` goes through ``randn``/``rand`` and every
+    # log is a per-agent tensor: then runs can share one stacked population.
+    member_streams: ClassVar[bool] = False
 
     def __init__(self, dims: AgentDims, cfg: TrainConfig):
         super().__init__()
@@ -54,6 +84,27 @@ class Agent(nn.Module):
         self.register_buffer("act_mask", dims.act_mask())
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.n_updates = 0
+        # the per-member random streams (set by the trainer); None: torch's global RNG
+        self.generators: list[torch.Generator] | None = None
+        self.set_members([cfg])
+
+    def set_members(self, cfgs: Sequence[TrainConfig]) -> None:
+        """Make the agent a population of ``len(cfgs)`` members along its agent axis.
+
+        ``dims.n_agents`` must be P·A. Subclasses read their per-member settings here (and
+        call this first); settings that are not per member come from ``self.cfg``.
+        """
+        if not cfgs or self.dims.n_agents % len(cfgs):
+            raise ValueError(f"{len(cfgs)} members do not divide {self.dims.n_agents} agents")
+        self.member_cfgs = list(cfgs)
+        self.n_members = len(cfgs)
+        self.agents_per_member = self.dims.n_agents // self.n_members
+
+    def per_agent(self, values: Sequence[float | bool], dtype: torch.dtype = torch.float32,
+                  ) -> torch.Tensor:
+        """One value per member → a (P·A,) tensor on the agent's device."""
+        return torch.tensor(list(values), dtype=dtype).repeat_interleave(
+            self.agents_per_member).to(self.act_mask.device)
 
     def adam(self, name: str, module: nn.Module) -> torch.optim.Optimizer:
         """Register and return an Adam optimiser (lr from the config) for ``module``."""
@@ -67,28 +118,46 @@ class Agent(nn.Module):
         loss.backward()
         opt.step()
 
-    def randn(self, *shape: int, agent_dim: int = -2,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-        """N(0, I) draws of ``shape`` whose axis ``agent_dim`` is the agent axis A.
-
-        The one source of an agent's randomness (with ``rand``), so that a population
-        (members stacked along the agent axis) can give each member its own stream.
-        """
+    def _draw(self, fn: Callable[..., torch.Tensor], shape: tuple[int, ...], agent_dim: int,
+              generator: Generators) -> torch.Tensor:
+        """``fn(shape)`` with member m's slice of axis ``agent_dim`` from member m's generator."""
         device = self.act_mask.device
-        if generator is None:
-            return torch.randn(shape, device=device)
-        return torch.randn(shape, generator=generator).to(device)
+        gens = self.generators if generator is None else generator
+        if gens is None:
+            return fn(shape, device=device)
+        if isinstance(gens, torch.Generator):
+            gens = [gens]
+        if len(gens) == 1:
+            return fn(shape, generator=gens[0], device=gens[0].device).to(device)
+        P, n = len(gens), shape[agent_dim]
+        if n % P:
+            raise ValueError(f"axis {agent_dim} of {shape} ({n}) is not a multiple of the "
+                             f"{P} members' generators")
+        part = list(shape)
+        part[agent_dim] = n // P
+        return torch.cat([fn(part, generator=g, device=g.device) for g in gens],
+                         dim=agent_dim).to(device)
 
-    def rand(self, *shape: int, agent_dim: int = -2,
-             generator: torch.Generator | None = None) -> torch.Tensor:
-        """U[0, 1) draws of ``shape`` whose axis ``agent_dim`` is the agent axis A."""
-        device = self.act_mask.device
-        if generator is None:
-            return torch.rand(shape, device=device)
-        return torch.rand(shape, generator=generator).to(device)
-
-    def noise(self, obs: torch.Tensor, generator: torch.Generator | None = None,
+    def randn(self, *shape: int, agent_dim: int = -2, generator: Generators = None,
               ) -> torch.Tensor:
+        """N(0, I) draws of ``shape`` whose axis ``agent_dim`` is the agent axis (P·A).
+
+        The one source of an agent's randomness (with ``rand``): ``generator`` (one, or one
+        per member), else the trainer's per-member ``generators``, else torch's global RNG.
+        """
+        return self._draw(torch.randn, shape, agent_dim, generator)
+
+    def rand(self, *shape: int, agent_dim: int = -2, generator: Generators = None,
+             ) -> torch.Tensor:
+        """U[0, 1) draws of ``shape`` whose axis ``agent_dim`` is the agent axis (P·A)."""
+        return self._draw(torch.rand, shape, agent_dim, generator)
+
+    def member_generators(self) -> list[torch.Generator | None]:
+        """Each member's generator (``None`` each when drawing from torch's global RNG)."""
+        return list(self.generators) if self.generators is not None else \
+            [None] * self.n_members
+
+    def noise(self, obs: torch.Tensor, generator: Generators = None) -> torch.Tensor:
         """ε ~ N(0, I) of shape (B, A, d) for observations (B, A, D)."""
         shape = (*obs.shape[:-1], self.dims.act_dim)
         return self.randn(*shape, generator=generator).to(obs.dtype)
@@ -98,13 +167,40 @@ class Agent(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, generator: Generators = None) -> torch.Tensor:
         """Evaluation actions (B, A, d) for observations (B, A, D); no gradients."""
         return self.policy(obs, self.noise(obs, generator)) * self.act_mask
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One gradient step on ``batch``; returns scalar logs."""
+    def update(self, batch: Batch) -> Logs:
+        """One gradient step on ``batch``; returns logs as per-agent tensors (A,).
+
+        Tensors, not floats: converting costs a device sync, so the trainer converts only
+        the steps it logs (``member_logs``).
+        """
         raise NotImplementedError
+
+    def member_logs(self, logs: Logs) -> list[dict[str, float]]:
+        """Per member, the mean over its agents of each per-agent log (one host sync).
+
+        Scalar logs (floats, 0-d tensors) are accepted from a population of one only.
+        """
+        P, n = self.n_members, self.dims.n_agents
+        vectors = {k: v for k, v in logs.items()
+                   if isinstance(v, torch.Tensor) and v.dim() == 1 and v.numel() == n}
+        scalars = {k: v for k, v in logs.items() if k not in vectors}
+        if scalars and P > 1:
+            raise ValueError(f"{type(self).__name__}.update returned scalar logs "
+                             f"{sorted(scalars)}: a population needs per-agent tensors (A,)")
+        out: list[dict[str, float]] = [{} for _ in range(P)]
+        if vectors:
+            table = torch.stack([v.detach().float().view(P, -1).mean(1)
+                                 for v in vectors.values()]).tolist()  # (K, P)
+            for name, row in zip(vectors, table, strict=True):
+                for m in range(P):
+                    out[m][name] = row[m]
+        for name, v in scalars.items():
+            out[0][name] = float(v)
+        return [{k: row[k] for k in logs if k in row} for row in out]
 
     def full_state(self) -> dict[str, Any]:
         """Everything needed to resume: parameters, buffers, optimisers, update count."""
@@ -142,12 +238,11 @@ class ActorCriticAgent(Agent):
         """a' for the TD target: a sample of the current policy (SPEC §4)."""
         return self.policy(next_obs, self.noise(next_obs)) * self.act_mask
 
-    def critic_regulariser(self, batch: Batch, q: torch.Tensor) -> tuple[torch.Tensor,
-                                                                          dict[str, float]]:
+    def critic_regulariser(self, batch: Batch, q: torch.Tensor) -> tuple[torch.Tensor, Logs]:
         """Extra critic loss (none by default)."""
         return q.new_zeros(()), {}
 
-    def update_critic(self, batch: Batch) -> dict[str, float]:
+    def update_critic(self, batch: Batch) -> Logs:
         """One TD step of every agent's critic ensemble   (eq-td-target)."""
         with torch.no_grad():
             a_next = self.next_action(batch["next_obs"])  # (B, A, d)
@@ -155,12 +250,12 @@ class ActorCriticAgent(Agent):
                           batch["dones"], self.cfg.gamma, self.target_reduce)  # (B, A)
         q = self.critic(batch["obs"], batch["actions"])  # (n_q, B, A)
         reg, logs = self.critic_regulariser(batch, q)
-        loss_td = critic_loss(q, y)
-        self.step(self.optimizers["critic"], loss_td + reg)
-        return {"critic_loss": float(loss_td.detach()), "q_data": float(q.mean().detach()),
+        loss_td = critic_loss(q, y, reduce="agents")  # (A,)
+        self.step(self.optimizers["critic"], loss_td.sum() + reg)
+        return {"critic_loss": loss_td.detach(), "q_data": batch_mean(q.detach().mean(0)),
                 **logs}
 
-    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
         """The actor's loss on ``batch`` and its logs."""
         raise NotImplementedError
 
@@ -168,7 +263,7 @@ class ActorCriticAgent(Agent):
         """(target, online) pairs to Polyak-average after an actor step."""
         return [(self.critic_target, self.critic)]
 
-    def update(self, batch: Batch) -> dict[str, float]:
+    def update(self, batch: Batch) -> Logs:
         """Critic step every call; actor step and Polyak update every ``policy_delay`` calls."""
         logs = self.update_critic(batch)
         self.n_updates += 1
@@ -197,23 +292,47 @@ class GenerativeQAgent(ActorCriticAgent):
                                         cfg.depth)
         self.adam("actor", self.actor)
 
+    def set_members(self, cfgs: Sequence[Any]) -> None:
+        """Per member: η (a (P·A,) weight of the Q term) and Q normalisation on or off."""
+        super().set_members(cfgs)
+        self.register_buffer("eta", self.per_agent([c.eta for c in cfgs]), persistent=False)
+        self.register_buffer("q_norm", self.per_agent([c.q_norm for c in cfgs], torch.bool),
+                             persistent=False)
+        self.q_members = [c.eta > 0 for c in cfgs]
+
     def generative_loss(self, obs: torch.Tensor, actions: torch.Tensor,
-                        ) -> tuple[torch.Tensor, dict[str, float]]:
+                        ) -> tuple[torch.Tensor, Logs]:
         """Behaviour-cloning part of the actor loss, summed over agents."""
         raise NotImplementedError
 
-    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """L = L_gen + η · L_Q   (eq-actor-loss); L_Q skipped (not computed) when η = 0."""
+    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
+        """L = L_gen + Σ_i η_i L_Q,i   (eq-actor-loss); L_Q not computed when every η is 0.
+
+        The policy noise for L_Q is drawn even then, so a run's random stream is the same
+        whatever its η (and a member's whatever its population).
+        """
         from om2p_lite.rl.critics import normalised_q_loss
 
-        loss, logs = self.generative_loss(batch["obs"], batch["actions"])
-        if self.cfg.eta > 0:
-            a_pi = self.policy(batch["obs"], self.noise(batch["obs"])) * self.act_mask
-            q_pi = self.critic(batch["obs"], a_pi)  # (n_q, B, A)
-            loss_q = normalised_q_loss(q_pi, self.cfg.q_norm)
-            loss = loss + self.cfg.eta * loss_q  # (eq-actor-loss)
-            logs.update(q_loss=float(loss_q.detach()), q_pi=float(q_pi.mean().detach()))
+        obs = batch["obs"]
+        loss, logs = self.generative_loss(obs, batch["actions"])
+        eps = self.noise(obs)
+        if any(self.q_members):
+            a_pi = self.policy(obs, eps) * self.act_mask
+            with frozen(self.critic):
+                q_pi = self.critic(obs, a_pi)  # (n_q, B, A)
+            loss_q = normalised_q_loss(q_pi, self.q_norm, reduce="agents")  # (A,)
+            loss = loss + (self.eta * loss_q).sum()  # (eq-actor-loss)
+            logs.update(q_loss=loss_q.detach(), q_pi=batch_mean(q_pi.detach().mean(0)))
         return loss, logs
+
+    def member_logs(self, logs: Logs) -> list[dict[str, float]]:
+        """As ``Agent.member_logs``; a member with η = 0 logs no Q term (as its own run)."""
+        rows = super().member_logs(logs)
+        for row, uses_q in zip(rows, self.q_members, strict=True):
+            if not uses_q:
+                row.pop("q_loss", None)
+                row.pop("q_pi", None)
+        return rows
 
 
 class DeterministicActorAgent(ActorCriticAgent):

@@ -1,46 +1,73 @@
 """OM2P: a one-step mean-flow policy per agent, trained with L = L_MF + η · L_Q (SPEC §2-§4).
 
-Not the mean-flow maths itself (``meanflow``, ``timesteps``): this class only wires them in.
+Not the mean-flow maths itself (``meanflow``, ``timesteps``): this class only wires them in;
+its generative loss is ``meanflow.meanflow_loss``, the function chapter 2 teaches.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 
-from om2p_lite.flows.flow import conditional_velocity, interpolate
-from om2p_lite.flows.meanflow import adaptive_weight, meanflow_target
+from om2p_lite.flows.meanflow import meanflow_loss
 from om2p_lite.flows.sampling import sample_meanflow
 from om2p_lite.flows.stacked import sample_stacked, stacked_du_dr
 from om2p_lite.flows.timesteps import make_time_sampler, sample_r_t
-from om2p_lite.rl.agents.base import AgentDims, GenerativeQAgent
+from om2p_lite.rl.agents.base import GenerativeQAgent, Logs
 
 
 class OM2PAgent(GenerativeQAgent):
-    """u_θ(o_i, x, r, t) per agent; a = clip(ε + u_θ(o, ε, 0, 1)) (one step)."""
+    """u_θ(o_i, x, r, t) per agent; a = clip(ε + u_θ(o, ε, 0, 1)) (one step).
+
+    Per member of a population: its time sampler (ξ, ratio, pairing), Δr, and the du/dr
+    estimator among ``fd`` and ``zero`` (a mask); ``jvp``/``jacobian`` populations share one.
+    """
 
     name = "om2p"
+    member_streams = True
 
-    def __init__(self, dims: AgentDims, cfg):
-        super().__init__(dims, cfg)
-        self.time_sampler = make_time_sampler(cfg.xi)
+    def set_members(self, cfgs: Sequence[Any]) -> None:
+        """Each member's time sampler, Δr (1, P·A, 1) and fd-or-zero estimator mask."""
+        super().set_members(cfgs)
+        self.time_samplers = [make_time_sampler(c.xi) for c in cfgs]
+        estimators = {c.estimator for c in cfgs}
+        if len(estimators) > 1 and not estimators <= {"fd", "zero"}:
+            raise ValueError(f"members with estimators {sorted(estimators)} cannot share a "
+                             f"population: only 'fd' and 'zero' mix")
+        fd = [c.estimator == "fd" for c in cfgs]
+        self.estimator = "fd" if any(fd) else cfgs[0].estimator
+        dr = self.per_agent([c.dr if c.estimator == "fd" else 1.0 for c in cfgs])
+        self.register_buffer("dr", dr.view(1, -1, 1), persistent=False)
+        mask = None if all(fd) or not any(fd) else self.per_agent(fd, torch.bool).view(1, -1, 1)
+        self.register_buffer("fd_mask", mask, persistent=False)
+
+    def sample_times(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(r, t), each (B, P·A, 1): member m's pairs from its own sampler and generator."""
+        B, A = batch_size, self.agents_per_member
+        rs, ts = [], []
+        for cfg, sampler, gen in zip(self.member_cfgs, self.time_samplers,
+                                     self.member_generators(), strict=True):
+            r, t = sample_r_t(B * A, sampler, cfg.ratio, generator=gen, pairing=cfg.pairing)
+            rs.append(r.view(B, A, 1))
+            ts.append(t.view(B, A, 1))
+        device = self.act_mask.device
+        if len(rs) == 1:
+            return rs[0].to(device), ts[0].to(device)
+        return torch.cat(rs, 1).to(device), torch.cat(ts, 1).to(device)
 
     def generative_loss(self, obs: torch.Tensor, actions: torch.Tensor,
-                        ) -> tuple[torch.Tensor, dict[str, float]]:
+                        ) -> tuple[torch.Tensor, Logs]:
         """L_MF = Σ_i E w ||u_θ(o, x_r, r, t) - sg(v + (t - r) du/dr)||²   (eq-mf-loss)."""
-        B, A, _ = actions.shape
-        r, t = sample_r_t(B * A, self.time_sampler, self.cfg.ratio, device=obs.device,
-                          pairing=self.cfg.pairing)
-        r, t = r.view(B, A, 1), t.view(B, A, 1)
-        eps = torch.randn_like(actions)
-        x_r = interpolate(eps, actions, r)  # (B, A, d)
-        v = conditional_velocity(eps, actions) * self.act_mask  # padding dims stay at 0
-        u, dudr = stacked_du_dr(self.actor, obs, x_r, r, t, v, self.cfg.estimator,
-                                self.cfg.dr)
-        u_tgt = meanflow_target(v, r, t, dudr)  # (eq-mf-target)
-        sq_err = (((u - u_tgt) * self.act_mask) ** 2).sum(-1)  # (B, A)
-        loss = (adaptive_weight(sq_err, self.cfg.adaptive_p) * sq_err).mean(0).sum()
-        return loss, {"mf_loss": float(sq_err.mean().detach()),
-                      "du_dr_norm": float(dudr.norm(dim=-1).mean())}
+        B, A, d = actions.shape
+        r, t = self.sample_times(B)  # (B, A, 1)
+        eps = self.randn(B, A, d)
+        per_agent, logs = meanflow_loss(self.actor, obs, actions, r, t, self.estimator,
+                                        self.dr, self.cfg.adaptive_p, eps=eps,
+                                        mask=self.act_mask, fd_mask=self.fd_mask,
+                                        reduce="agents", du_dr_fn=stacked_du_dr)
+        return per_agent.sum(), logs
 
     def policy(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
         """One-step (or ``cfg.sample_steps``-step) mean-flow sample   (eq-one-step)."""
