@@ -187,3 +187,9 @@ def test_cli_make_refuses_an_unknown_task_with_the_valid_names(capsys) -> None:
     with pytest.raises(SystemExit):
         data_main(["data", "make", "--task", "spread9", "--quality", "random"])
     assert "spreadN" in capsys.readouterr().err
+
+
+def test_make_refuses_bad_env_counts_with_a_fix() -> None:
+    for kw in ({"n_envs": 0}, {"n_workers": 0}, {"n_envs": 1.5}):
+        with pytest.raises(ValueError, match=r"(n_envs|n_workers): must be a whole number.*Fix"):
+            make_dataset("spread", "random", n_transitions=25, **kw)

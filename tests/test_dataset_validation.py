@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -263,3 +264,28 @@ def test_valid_datasets_round_trip_exactly(tmp_path: Path, n_eps: int, T: int,
     assert back.checksum() == ds.checksum() == back.metadata["checksum"]
     for name, arr in ds.arrays().items():
         np.testing.assert_array_equal(getattr(back, name), arr)
+
+
+def test_unwritable_output_paths_name_the_path_and_the_fix(tmp_path: Path) -> None:
+    from om2p_lite.data.npy_io import export_npy
+
+    ds = toy_dataset()
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(DatasetError, match=r"afile is a file, not a folder.*Fix"):
+        save_dataset(ds, blocker / "sub" / "d.npz")
+    (tmp_path / "dir.npz").mkdir()
+    with pytest.raises(DatasetError, match=r"is a folder, not a file name.*Fix"):
+        save_dataset(ds, tmp_path / "dir.npz")
+    with pytest.raises(DatasetError, match=r"afile is a file, not a folder"):
+        export_npy(ds, blocker / "npy")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if not os.access(locked, os.W_OK):  # root may write anywhere
+            with pytest.raises(DatasetError, match=r"cannot be written.*Fix.*permissions"):
+                save_dataset(ds, locked / "d.npz")
+    finally:
+        locked.chmod(0o700)
+    assert blocker.read_text() == "x" and not list(tmp_path.glob("**/.*.tmp"))

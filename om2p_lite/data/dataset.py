@@ -12,6 +12,7 @@ bytes), so equal checksums mean bit-identical data whatever the metadata says.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -123,14 +124,22 @@ def save_dataset(ds: OfflineDataset, path: str | Path, overwrite: bool = False) 
     payload = to_npz_dict(ds)
     validate_arrays({k: v for k, v in payload.items() if k != "metadata"},
                     json.loads(str(payload["metadata"])), str(path))
+    if path.is_dir():
+        raise DatasetError(str(path), "<file>", "is a folder, not a file name",
+                           f"name a file inside it, e.g. {path / 'data.npz'}")
     if path.exists() and not overwrite:
         raise DatasetError(str(path), "<file>", "a file already exists there and would be "
                            "overwritten", "choose another output path, or delete the old file "
                            "yourself if you really mean to replace it")
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **payload)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **payload)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise unwritable(path, err) from err
     try:
         if overwrite:
             os.replace(tmp, path)
@@ -143,6 +152,20 @@ def save_dataset(ds: OfflineDataset, path: str | Path, overwrite: bool = False) 
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def unwritable(path: Path, err: OSError) -> DatasetError:
+    """A filesystem error on writing ``path`` (a file where a folder should be, no
+    permission, a full disk) as a ``DatasetError`` naming the path and the fix."""
+    blocker = next((p for p in [path.parent, *path.parent.parents]
+                    if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        return DatasetError(str(path), "<file>", f"cannot be written: {blocker} is a file, "
+                            f"not a folder", "choose an output path whose folders are "
+                            "folders, or move that file away")
+    return DatasetError(str(path), "<file>", f"cannot be written ({err.strerror or err})",
+                        "choose an output path in a folder you can write to (check its "
+                        "permissions and free space)")
 
 
 def load_dataset(path: str | Path, verify_checksum: bool = True) -> OfflineDataset:

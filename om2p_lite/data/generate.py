@@ -97,6 +97,11 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
     if n_agents is not None and task in TASKS:
         task = task_name(task, n_agents)
     base, n_spread = parse_task(task)
+    for name, value in (("n_envs", n_envs), ("n_workers", n_workers)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"{name}: must be a whole number >= 1, got {value!r}. Fix: "
+                             f"use 1 or more (or leave n_envs unset for the default)")
     if quality not in QUALITIES:
         raise ValueError(f"unknown quality {quality!r}; choose one of {QUALITIES}")
     q_index, t_index = QUALITIES.index(quality), TASKS.index(base)

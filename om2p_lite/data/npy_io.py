@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from om2p_lite.data.behaviour import QUALITIES
-from om2p_lite.data.dataset import FORMAT_VERSION, OfflineDataset
+from om2p_lite.data.dataset import FORMAT_VERSION, OfflineDataset, unwritable
 from om2p_lite.data.errors import DatasetError
 
 KINDS = ("obs", "acs", "rews", "next_obs", "dones")
@@ -40,9 +40,12 @@ def export_npy(ds: OfflineDataset, out_dir: str | Path) -> list[Path]:
     if taken:
         raise DatasetError(str(taken[0]), taken[0].stem, "already exists and would be "
                            "overwritten", "export into an empty or new directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for path, arr in planned.items():
-        np.save(path, np.ascontiguousarray(arr, dtype=np.float32))
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path, arr in planned.items():
+            np.save(path, np.ascontiguousarray(arr, dtype=np.float32))
+    except OSError as err:
+        raise unwritable(out_dir / "obs_0.npy", err) from err
     return list(planned)
 
 
