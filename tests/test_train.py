@@ -90,6 +90,22 @@ def test_stop_and_resume_is_bit_identical(algo: str, spread_expert, tmp_path: Pa
     assert rows(str(tmp_path / "whole")) == rows(split_dir)
 
 
+def test_eval_episodes_zero_trains_to_the_end_without_evaluating(spread_expert, tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    import om2p_lite.rl.evaluate as evaluate
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluated although eval_episodes = 0")
+
+    monkeypatch.setattr(evaluate, "evaluate_population", refuse)
+    cfg = TrainConfig(algo="om2p", steps=4, eval_every=2, out_dir=str(tmp_path / "run"),
+                      **{**SMALL, "eval_episodes": 0})
+    summary = train(cfg, dataset=spread_expert)
+    assert summary["finished"] and summary["final"] is None and summary["evals"] == []
+    metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
+    assert set(metrics["kind"]) == {"train"} and metrics["step"].max() == 4
+
+
 def test_short_om2p_run_improves_return_on_spread(spread_expert) -> None:
     cfg = TrainConfig(algo="om2p", steps=200, batch_size=128, hidden=64, depth=2,
                       critic_hidden=64, critic_depth=2, lr=1e-3, eval_every=200,
