@@ -4,6 +4,7 @@ do what their equations say."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -63,7 +64,8 @@ def test_every_algorithm_smoke_step_on_every_task(task: str, task_data) -> None:
         cfg = TrainConfig(algo=algo, task=task, quality="random", **TINY)
         summary = train(cfg, dataset=ds)
         logs = summary["last_logs"]
-        assert logs and all(np.isfinite(v) for v in logs.values()), (algo, logs)
+        assert logs and all(np.isfinite(np.asarray(v, dtype=float)).all()
+                            for v in logs.values()), (algo, logs)
         assert np.isfinite(summary["final"]["return"]), algo
         act = summary["agent"].act(torch.as_tensor(ds.obs[:5]))
         assert act.shape == ds.actions[:5].shape and act.abs().max() <= 1
@@ -147,3 +149,213 @@ def test_pairing_is_validated_and_reaches_the_agent():
     with pytest.raises(ValueError, match="pairing"):
         TrainConfig(pairing="shuffled").validate()
     assert TrainConfig(pairing="independent").validate().pairing == "independent"
+
+
+# --- the baselines as their papers define them, each against a hand computation ----------
+
+DIMS = AgentDims(2, 3, 2, (2, 1))  # agent 1 has one real action dim (the other is padding)
+OBS = torch.zeros(2, 2, 3)  # (B, A, D); the fixed critic below ignores observations
+A_PI = torch.tensor([[[0.5, -0.5], [0.2, 0.9]], [[-1.0, 0.0], [0.4, 0.3]]])  # (B, A, d)
+DATA = torch.tensor([[[0.5, 0.5], [0.0, 0.0]], [[0.0, 0.0], [1.0, 0.0]]])
+
+
+class FixedQ(torch.nn.Module):
+    """Q_j(o, a) = (j + 1) · (Σ_d a + 1) for critics j < n_q: (n_q, ..., A)."""
+
+    def __init__(self, n_q: int = 2):
+        super().__init__()
+        self.n_q = n_q
+
+    def forward(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        base = a.sum(-1) + 1.0
+        return torch.stack([(j + 1) * base for j in range(self.n_q)])
+
+
+def _q0(row: list[float]) -> float:
+    """The first critic of ``FixedQ`` by hand."""
+    return sum(row) + 1.0
+
+
+def _fixed_agent(algo: str, **kw):
+    agent = make_agent(algo, DIMS, _cfg(algo=algo, **kw))
+    agent.critic = FixedQ()
+    agent.policy = lambda obs, eps=None: A_PI.clone()
+    return agent
+
+
+def _real(i: int) -> int:
+    return DIMS.act_dims[i]
+
+
+def test_td3bc_actor_loss_is_the_papers_with_mse_over_action_dims() -> None:
+    """L = Σ_i [-λ_i mean_b Q + mean_b mean_{real d} (π - a)²], λ_i = α / mean_b |Q|."""
+    alpha = 2.5
+    agent = _fixed_agent("td3bc", alpha=alpha)
+    loss, logs = agent.actor_loss({"obs": OBS, "actions": DATA})
+    want = 0.0
+    for i in range(2):
+        q = [_q0(A_PI[b, i, :_real(i)].tolist()) for b in range(2)]
+        lam = alpha / (sum(abs(x) for x in q) / 2)
+        bc = sum(sum((A_PI[b, i, k].item() - DATA[b, i, k].item()) ** 2
+                     for k in range(_real(i))) / _real(i) for b in range(2)) / 2
+        want += -lam * sum(q) / 2 + bc
+    assert loss.item() == pytest.approx(want, rel=1e-6)
+    assert logs["bc_loss"].shape == (2,)
+
+
+def test_importance_logsumexp_estimates_the_log_integral_of_exp_q() -> None:
+    from om2p_lite.rl.agents.cql import importance_logsumexp
+
+    d = 3
+    log_unif = d * math.log(0.5)  # U[-1, 1]^d
+    q = torch.full((1, 7, 1), 2.0)  # Q = 2 everywhere: log ∫ exp Q = 2 + d log 2
+    got = importance_logsumexp(q, torch.full((7, 1), log_unif))
+    assert got.item() == pytest.approx(2.0 + d * math.log(2.0), rel=1e-6)
+    w = torch.tensor([0.5, -1.0, 2.0])  # Q(a) = w·a: log ∫ = Σ_d log(2 sinh(w_d) / w_d)
+    a = torch.rand(200_000, d, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    got = importance_logsumexp((a @ w)[None, :, None], torch.full((200_000, 1), log_unif))
+    exact = sum(math.log(2 * math.sinh(x) / x) for x in w.tolist())
+    assert got.item() == pytest.approx(exact, abs=0.02)
+
+
+def test_cql_regulariser_is_the_importance_corrected_logsumexp() -> None:
+    """CQL(H): log 1/(2n) [Σ_unif exp(Q - log 0.5^d_i) + Σ_π exp(Q - log N(σε; 0, σ²))]."""
+    n, sigma, cql_alpha = 2, 0.5, 1.5
+    agent = _fixed_agent("cql", cql_samples=n, policy_noise=sigma, cql_alpha=cql_alpha)
+    gen = torch.Generator().manual_seed(3)
+    U = torch.rand(n, 2, 2, 2, generator=gen)  # (n, B, A, d)
+    E = torch.randn(n, 2, 2, 2, generator=gen)
+    agent.rand = lambda *shape, agent_dim=-2, generator=None: U.clone()
+    agent.randn = lambda *shape, agent_dim=-2, generator=None: E.clone()
+    q_data = FixedQ()(OBS, DATA)  # (n_q, B, A)
+    reg, logs = agent.critic_regulariser({"obs": OBS, "actions": DATA}, q_data)
+    want = 0.0
+    log_norm = math.log(sigma * math.sqrt(2 * math.pi))
+    for j in range(2):
+        for i in range(2):
+            gaps = []
+            for b in range(2):
+                terms = []
+                for k in range(n):
+                    a = [2 * U[k, b, i, m].item() - 1 for m in range(_real(i))]
+                    terms.append((j + 1) * _q0(a) - _real(i) * math.log(0.5))
+                for k in range(n):
+                    e = [E[k, b, i, m].item() for m in range(_real(i))]
+                    a = [min(1.0, max(-1.0, A_PI[b, i, m].item() + sigma * e[m]))
+                         for m in range(_real(i))]
+                    log_mu = sum(-x * x / 2 - log_norm for x in e)
+                    terms.append((j + 1) * _q0(a) - log_mu)
+                lse = math.log(sum(math.exp(t) for t in terms) / (2 * n))
+                gaps.append(lse - q_data[j, b, i].item())
+            want += sum(gaps) / 2
+    assert reg.item() == pytest.approx(cql_alpha * want, rel=1e-5)
+    assert logs["cql_gap"].shape == (2,)
+
+
+def test_omar_search_is_global_with_a_softmax_weighted_update() -> None:
+    """μ0 = 0, σ0 = omar_sigma; μ ← Σ softmax(Q) a, σ ← RMS spread; best of the last round."""
+    n, iters, sigma0 = 3, 2, 2.0
+    agent = _fixed_agent("omar", omar_samples=n, omar_iters=iters, omar_sigma=sigma0,
+                         omar_elites=0)
+    gen = torch.Generator().manual_seed(4)
+    draws = [torch.randn(n, 2, 2, 2, generator=gen) for _ in range(iters)]
+    queue = list(draws)
+    agent.randn = lambda *shape, agent_dim=-2, generator=None: queue.pop(0).clone()
+    a_best, q_best = agent.search(OBS)
+    assert not queue  # one draw per iteration
+    for b in range(2):
+        for i in range(2):
+            d = 2  # padding dims are searched too, but masked to 0
+            mask = [1.0 if m < _real(i) else 0.0 for m in range(d)]
+            mu, sig = [0.0] * d, [sigma0] * d
+            for it in range(iters):
+                cand = [[min(1.0, max(-1.0, mu[m] + sig[m] * draws[it][k, b, i, m].item()))
+                         * mask[m] for m in range(d)] for k in range(n)]
+                q = [_q0(c) for c in cand]
+                z = sum(math.exp(x - max(q)) for x in q)
+                w = [math.exp(x - max(q)) / z for x in q]
+                mu = [sum(w[k] * cand[k][m] for k in range(n)) for m in range(d)]
+                sig = [math.sqrt(sum((cand[k][m] - mu[m]) ** 2 for k in range(n)) / n)
+                       for m in range(d)]
+            k_best = max(range(n), key=lambda k: q[k])
+            assert a_best[b, i].tolist() == pytest.approx(cand[k_best], abs=1e-6)
+            assert q_best[b, i].item() == pytest.approx(q[k_best], abs=1e-6)
+
+
+def test_omar_actor_loss_pulls_with_the_mse_over_action_dims() -> None:
+    """L = Σ_i mean_b [(1 - c)(-Q) + c mean_{real d} (π - â)²], â the better of π and search."""
+    c = 0.7
+    agent = _fixed_agent("omar", omar_coef=c)
+    a_search = torch.tensor([[[1.0, 1.0], [-1.0, 0.0]], [[0.0, 0.5], [0.9, 0.0]]])
+    q_search = torch.tensor([[10.0, -10.0], [10.0, 10.0]])  # better, worse; better, better
+    agent.search = lambda obs: (a_search, q_search)
+    loss, _ = agent.actor_loss({"obs": OBS, "actions": DATA})
+    want = 0.0
+    for i in range(2):
+        per_b = []
+        for b in range(2):
+            pi = [A_PI[b, i, m].item() for m in range(_real(i))]
+            q = _q0(pi)
+            hat = [a_search[b, i, m].item() for m in range(_real(i))] \
+                if q_search[b, i].item() > q else pi
+            pull = sum((x - y) ** 2 for x, y in zip(pi, hat, strict=True)) / _real(i)
+            per_b.append((1 - c) * -q + c * pull)
+        want += sum(per_b) / 2
+    assert loss.item() == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("algo", ["bc", "td3bc", "cql", "omar", "flowq", "diffusionq"])
+def test_baselines_draw_every_random_number_from_the_agent(algo: str) -> None:
+    """With randn/rand on a private stream, an update leaves torch's global RNG untouched."""
+    agent = make_agent(algo, AgentDims(3, 6, 2, (2, 2, 1)), _cfg(algo=algo))
+    private = torch.Generator().manual_seed(0)
+    agent.randn = lambda *shape, agent_dim=-2, generator=None: torch.randn(
+        shape, generator=generator or private)
+    agent.rand = lambda *shape, agent_dim=-2, generator=None: torch.rand(
+        shape, generator=generator or private)
+    batch = {k: v[:16] for k, v in synthetic("spread", d=2).batch(np.arange(64)).items()}
+    state = torch.get_rng_state()
+    for _ in range(2):  # the second update also steps the delayed actors
+        agent.update(batch)
+    assert torch.equal(torch.get_rng_state(), state)
+    if algo != "bc":
+        assert not torch.equal(private.get_state(), torch.Generator().manual_seed(0)
+                               .get_state())
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_evaluation_actions_repeat_for_one_generator_seed(algo: str) -> None:
+    """act(obs, generator) depends on the generator only, never on torch's global RNG."""
+    cfg = _cfg(algo=algo, diffusion_steps=4, flow_steps=3)
+    torch.manual_seed(0)
+    agent = make_agent(algo, AgentDims(3, 6, 2, (2, 2, 2)), cfg)
+    obs = torch.randn(5, 3, 6)
+    torch.manual_seed(1)
+    a1 = agent.act(obs, torch.Generator().manual_seed(7))
+    torch.manual_seed(2)
+    a2 = agent.act(obs, torch.Generator().manual_seed(7))
+    assert torch.equal(a1, a2)
+    if algo in ("om2p", "flowq", "diffusionq"):  # stochastic policies: the seed matters
+        assert not torch.equal(a1, agent.act(obs, torch.Generator().manual_seed(8)))
+
+
+@pytest.mark.parametrize("algo", ["bc", "td3bc", "cql", "omar", "flowq", "diffusionq"])
+def test_baseline_population_equals_its_runs_alone(algo: str, task_data, tmp_path) -> None:
+    """Members stacked along the agent axis (P·A) compute what their own runs compute:
+    per-agent operations only, every draw from the member's own stream."""
+    from om2p_lite.rl.population import population_key, train_population
+
+    base = _cfg(algo=algo, quality="random", steps=4, eval_episodes=0, log_every=1,
+                threads=1)
+    cfgs = [dataclasses.replace(base, seed=s, eta=e, out_dir=str(tmp_path / f"m{s}"))
+            for s, e in ((0, 1.0), (1, 0.5))]
+    assert population_key(cfgs[0]) == population_key(cfgs[1])  # they do share a population
+    together = train_population(cfgs, dataset=task_data["spread"])
+    assert [s["population"] for s in together] == [2, 2]
+    for cfg, b in zip(cfgs, together, strict=True):
+        a = train(dataclasses.replace(cfg, out_dir=str(tmp_path / f"alone{cfg.seed}")),
+                  dataset=task_data["spread"])
+        for (name, p), q in zip(a["agent"].state_dict().items(),
+                                b["agent"].state_dict().values(), strict=True):
+            assert torch.equal(p, q), (algo, name)
+        assert a["last_logs"] == b["last_logs"]

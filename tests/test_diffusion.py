@@ -183,3 +183,40 @@ def test_loss_and_sampler_work_with_stacked_per_agent_networks():
         x2 = sample_diffusion(net, o2, 2, s, eps=eps.clone(), clip=False, generator=gen)
     assert not torch.allclose(x1[:, 0], x2[:, 0])
     assert torch.allclose(x1[:, 1:], x2[:, 1:])
+
+
+def test_every_sampling_draw_can_come_from_the_caller():
+    """x_T and the ancestral noise of every step given: no global RNG is touched."""
+    s = DiffusionSchedule(4)
+    net = om.VelocityNet(3, 2, hidden=16, depth=1)
+    o = torch.randn(6, 3)
+    gen = torch.Generator().manual_seed(0)
+    eps = torch.randn(6, 2, generator=gen)
+    noise = torch.stack([torch.randn(6, 2, generator=gen) for _ in range(3)])  # k = 4, 3, 2
+    state = torch.get_rng_state()
+    with torch.no_grad():
+        a1 = sample_diffusion(net, o, 2, s, eps=eps, noise=noise, clip=False)
+        a2 = sample_diffusion(net, o, 2, s, eps=eps, noise=noise, clip=False)
+        a3 = sample_diffusion(net, o, 2, s, eps=eps, noise=noise.flip(0), clip=False)
+        # the same draws from a generator give the same sample
+        gen.manual_seed(0)
+        a4 = sample_diffusion(net, o, 2, s, clip=False, generator=gen)
+    assert torch.get_rng_state().equal(state)
+    assert torch.equal(a1, a2) and not torch.allclose(a1, a3)
+    torch.testing.assert_close(a1, a4)
+    with pytest.raises(ValueError, match=r"one draw per step k = T..2.*\(3, 6, 2\)"):
+        sample_diffusion(net, o, 2, s, eps=eps, noise=noise[:2])
+
+
+def test_loss_per_member_averages_the_batch_only():
+    from om2p_lite.flows.stacked import StackedVelocityNet
+
+    s = DiffusionSchedule(4)
+    net = StackedVelocityNet(3, 5, 2, hidden=16, depth=1)
+    o, a = torch.randn(8, 3, 5), torch.rand(8, 3, 2) * 2 - 1
+    eps, k = torch.randn(8, 3, 2), torch.randint(1, 5, (8, 3))
+    per = diffusion_loss(net, o, a, s, eps=eps, k=k, reduce="agents")
+    assert per.shape == (3,)
+    torch.testing.assert_close(per.mean(), diffusion_loss(net, o, a, s, eps=eps, k=k))
+    with pytest.raises(ValueError, match="reduction"):
+        diffusion_loss(net, o, a, s, reduce="sum")

@@ -19,6 +19,7 @@ import math
 import torch
 
 from om2p_lite.flows.meanflow import VelocityFn
+from om2p_lite.flows.stacked import batch_mean
 
 SCHEDULES = ("vp", "cosine")
 
@@ -95,13 +96,16 @@ def diffuse(a: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor) -> torch.Ten
 
 def diffusion_loss(net: VelocityFn, o: torch.Tensor, a: torch.Tensor,
                    schedule: DiffusionSchedule, eps: torch.Tensor | None = None,
-                   k: torch.Tensor | None = None) -> torch.Tensor:
+                   k: torch.Tensor | None = None, reduce: str = "mean") -> torch.Tensor:
     """L_DDPM = E_{k, ε} || ε_θ(o, x_k, k/T, k/T) - ε ||²   (eq-ddpm-loss).
 
     k ~ Uniform{1..T} drawn per action, shape ``a.shape[:-1]``: (B,) for one network, (B, M)
     for a stacked one (each member its own step). Summed over action dims, averaged over the
-    rest (as ``flow``).
+    rest (as ``flow``); ``reduce='agents'`` averages over the batch only, giving the (M,)
+    per-member losses of a stacked network.
     """
+    if reduce not in ("mean", "agents"):
+        raise ValueError(f"unknown reduction {reduce!r}: use 'mean' or 'agents'")
     eps = torch.randn_like(a) if eps is None else eps
     if k is None:
         k = torch.randint(1, schedule.steps + 1, a.shape[:-1], device=a.device)
@@ -109,23 +113,33 @@ def diffusion_loss(net: VelocityFn, o: torch.Tensor, a: torch.Tensor,
     x_k = diffuse(a, eps, abar)  # (B, act_dim) or (B, M, act_dim)
     tau = (k.to(a.dtype) / schedule.steps).unsqueeze(-1)  # like abar
     eps_hat = net(o, x_k, tau, tau)
-    return ((eps_hat - eps) ** 2).sum(-1).mean()  # (eq-ddpm-loss)
+    sq_err = ((eps_hat - eps) ** 2).sum(-1)  # (B,) or (B, M)
+    if reduce == "agents":  # per member, in an order that does not depend on M
+        return batch_mean(sq_err)  # (eq-ddpm-loss)
+    return sq_err.mean()  # (eq-ddpm-loss)
 
 
 def sample_diffusion(net: VelocityFn, o: torch.Tensor, act_dim: int,
                      schedule: DiffusionSchedule, eps: torch.Tensor | None = None,
                      clip: bool = True, generator: torch.Generator | None = None,
-                     ) -> torch.Tensor:
+                     noise: torch.Tensor | None = None) -> torch.Tensor:
     """Ancestral DDPM sampling from x_T = ε, T network calls   (eq-ddpm-step).
 
     â = (x_k - sqrt(1 - ᾱ_k) ε_θ) / sqrt(ᾱ_k), clipped to [-1, 1] when ``clip`` (as
     Diffusion-QL's clip_denoised); x_{k-1} = c_a(k) â + c_x(k) x_k + sqrt(β̃_k) z, no noise
     at the last step. Gradients flow through unless the caller uses ``torch.no_grad``.
+
+    Every random number can come from the caller: ``eps`` is x_T and ``noise`` (T - 1, B,
+    act_dim) the z of steps k = T..2 in that order; what is not given is drawn with
+    ``generator`` (torch's global RNG when None).
     """
     n = o.shape[0]
     x = torch.randn(n, act_dim, device=o.device, dtype=o.dtype, generator=generator) \
         if eps is None else eps  # (B, act_dim) = x_T
     s = schedule
+    if noise is not None and tuple(noise.shape) != (s.steps - 1, *x.shape):
+        raise ValueError(f"noise must hold one draw per step k = T..2 of shape "
+                         f"{(s.steps - 1, *x.shape)}, got {tuple(noise.shape)}")
     for k in range(s.steps, 0, -1):
         i = k - 1
         tau = torch.full((n, 1), k / s.steps, device=x.device, dtype=x.dtype)
@@ -136,7 +150,8 @@ def sample_diffusion(net: VelocityFn, o: torch.Tensor, act_dim: int,
             a_hat = a_hat.clamp(-1, 1)
         x = float(s.coef_a[i]) * a_hat + float(s.coef_x[i]) * x  # posterior mean
         if k > 1:
-            z = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator)
+            z = torch.randn(x.shape, device=x.device, dtype=x.dtype, generator=generator) \
+                if noise is None else noise[s.steps - k]
             x = x + math.sqrt(float(s.posterior_var[i])) * z  # (eq-ddpm-step)
     return x.clamp(-1, 1) if clip else x
 

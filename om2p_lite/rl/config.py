@@ -7,13 +7,26 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
+import typing
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from om2p_lite.data.behaviour import QUALITIES
-from om2p_lite.envs import TASKS
+from om2p_lite.data.npy_io import IMPORTED
+from om2p_lite.envs import check_task
 from om2p_lite.flows.meanflow import ESTIMATORS
 from om2p_lite.flows.timesteps import PAIRINGS
+
+COMPUTE_DTYPE = torch.float32  # the dtype agents train in (Δr is checked against it)
+
+
+class PrecisionWarning(UserWarning):
+    """A setting that runs, but that the compute dtype cannot resolve (e.g. a tiny Δr)."""
 
 
 @dataclass
@@ -21,8 +34,8 @@ class TrainConfig:
     """Every knob of one training run; defaults follow SPEC §4 scaled for a CPU."""
 
     algo: str = "om2p"  # om2p | bc | td3bc | cql | omar | flowq | diffusionq
-    task: str = "spread"  # spread | tag | world | halfcheetah
-    quality: str = "expert"  # random | medium-replay | medium | expert
+    task: str = "spread"  # spread | tag | world | halfcheetah | spreadN (Spread, N agents)
+    quality: str = "expert"  # random | medium-replay | medium | expert | imported (a file)
     seed: int = 0  # training seed: initial weights, noise, batch order
     data_seed: int = 0  # seed of the dataset (one dataset serves every training seed)
     data_budget: str = "smoke"  # dataset size preset: smoke | book | full
@@ -40,7 +53,7 @@ class TrainConfig:
     tau: float = 0.005  # Polyak rate τ of the target networks
     eta: float = 1.0  # weight η of the normalised Q term (0 = behaviour cloning)
     estimator: str = "fd"  # du/dr estimator: jvp | fd | zero | jacobian
-    dr: float = 1e-3  # finite-difference step Δr (estimator fd)
+    dr: float = 1e-3  # finite-difference step Δr (fd); < ~6e-8 warns: float32 cannot resolve it
     xi: str = "beta55"  # time sampler: uniform | beta55 | logit_normal | "a,b,c,d"
     ratio: float = 0.25  # fraction of (r, t) pairs with r ≠ t
     pairing: str = "sorted"  # (r, t) from two draws: sorted (r = min) | independent (public code)
@@ -49,18 +62,21 @@ class TrainConfig:
     sample_steps: int = 1  # OM2P sampling steps (1 = one-step policy)
     flow_steps: int = 10  # Euler steps K of the Flow+Q baseline
     diffusion_steps: int = 5  # denoising steps T of the Diffusion+Q baseline (Diffusion-QL: 5)
-    alpha: float = 2.5  # TD3+BC's α (weight of the normalised Q term)
-    policy_noise: float = 0.2  # TD3 target-smoothing / CQL proposal noise std
+    alpha: float = 2.5  # TD3+BC's α: λ = α / mean|Q| (paper: 2.5)
+    policy_noise: float = 0.2  # TD3 target-smoothing std; CQL's policy-proposal std (0.2)
     noise_clip: float = 0.5  # TD3 target-smoothing noise clip
-    cql_alpha: float = 1.0  # weight of the CQL conservative term (cql, omar)
-    cql_samples: int = 10  # uniform and policy proposals each for CQL's logsumexp
-    omar_coef: float = 0.7  # OMAR's weight c of the pull toward searched actions
-    omar_iters: int = 2  # OMAR's search iterations
-    omar_samples: int = 20  # OMAR's candidate actions per iteration
-    omar_elites: int = 5  # OMAR's elites that refit the search Gaussian
-    omar_sigma: float = 0.5  # OMAR's initial search std
+    cql_alpha: float = 1.0  # weight of the CQL(H) conservative term (cql, omar)
+    cql_samples: int = 10  # CQL(H): uniform and policy proposals, each (OMAR's code: 10)
+    # OMAR (Pan et al. 2022), defaults of its published MPE code: the published code sets c
+    # per data set (Spread 1.0; Tag 0.9/0.9/0.7/0.9 and World 1.0/0.7/0.1/0.9 for random/
+    # medium-replay/medium/expert; HalfCheetah 1.0/0.9/0.7/0.5); 0.7 is our one default.
+    omar_coef: float = 0.7  # c: L = (1 - c)(-Q) + c · mean over action dims of (π - â)²
+    omar_iters: int = 3  # search iterations (published MPE code: 3)
+    omar_samples: int = 10  # candidate actions per iteration (published MPE code: 10)
+    omar_elites: int = 0  # candidates in the softmax(Q)-weighted mean: 0 = all (MPE code)
+    omar_sigma: float = 2.0  # initial search std around μ = 0, a global search (code: 2.0)
     eval_every: int = 500  # steps between evaluations (also at 0 and the end); 0 = end only
-    eval_episodes: int = 10  # episodes per evaluation, run as one vector of environments
+    eval_episodes: int = 10  # episodes per evaluation, one vector of envs (0 = no evaluation)
     eval_max_steps: int = 0  # cap on steps per evaluation episode (0 = the task's own length)
     log_every: int = 100  # steps between training-loss log rows
     checkpoint_every: int = 0  # steps between checkpoints (0 = only at the end / stop_at)
@@ -71,56 +87,106 @@ class TrainConfig:
     threads: int = 0  # torch CPU threads (0 = torch's default)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a dict (e.g. TOML), rejecting unknown keys by name."""
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Build from a dict (e.g. TOML or CLI flags), rejecting unknown keys by name and
+        values of the wrong type (field, expected type and value in the message)."""
+        if not isinstance(values, Mapping):
+            raise ValueError(f"a config must be a table of field = value, got "
+                             f"{type(values).__name__}. Fix: write [config] with one "
+                             f"'field = value' per line")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}; valid fields: {sorted(names)}")
-        return cls(**values)
+        types = field_types()
+        for name, value in values.items():
+            check_type(name, value, types[name])
+        # plain Python values: an int given for a float field is stored as a float
+        return cls(**{k: _coerce(v, types[k]) for k, v in values.items()})
+
+    def check_types(self) -> TrainConfig:
+        """Raise a ``ValueError`` for the first field whose value has the wrong type."""
+        types = field_types()
+        for f in dataclasses.fields(self):
+            check_type(f.name, getattr(self, f.name), types[f.name])
+        return self
 
     def validate(self) -> TrainConfig:
-        """Raise a ``ValueError`` naming the first bad field and how to fix it."""
+        """Raise a ``ValueError`` naming the first bad field and how to fix it.
+
+        Also warns (``PrecisionWarning``, not an error: chapter 6 sweeps such values) when
+        Δr is below float32's resolution for most r in [0, 1].
+        """
         from om2p_lite.flows.timesteps import make_time_sampler
         from om2p_lite.rl.agents import ALGORITHMS
 
         def bad(field: str, problem: str, fix: str) -> ValueError:
             return ValueError(f"config field '{field}': {problem}. Fix: {fix}")
 
+        self.check_types()
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise bad("lr", f"the learning rate must be a finite number > 0, got {self.lr}",
+                      "use e.g. lr = 3e-4 (Adam, the paper's rate) or 1e-3 for tiny nets")
+        types = field_types()
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if types[f.name] is float and not math.isfinite(value):
+                raise bad(f.name, f"must be a finite number, got {value}",
+                          f"use a finite value, e.g. {f.name} = {f.default}")
         if self.algo not in ALGORITHMS:
             raise bad("algo", f"unknown algorithm {self.algo!r}", f"use one of {ALGORITHMS}")
-        if self.task not in TASKS:
-            raise bad("task", f"unknown task {self.task!r}", f"use one of {TASKS}")
-        if self.quality not in QUALITIES:
-            raise bad("quality", f"unknown quality {self.quality!r}", f"use one of {QUALITIES}")
+        try:
+            check_task(self.task)
+        except ValueError as err:  # its message already says how to fix it
+            raise ValueError(f"config field 'task': {err}") from err
+        if self.quality == IMPORTED and not self.dataset:
+            raise bad("quality", f"{IMPORTED!r} labels a data set brought in with `data "
+                      f"import`; it cannot be generated", "set dataset to the imported .npz "
+                      f"file, or use one of {QUALITIES}")
+        if self.quality not in (*QUALITIES, IMPORTED):
+            raise bad("quality", f"unknown quality {self.quality!r}",
+                      f"use one of {QUALITIES} (or {IMPORTED!r} with an imported dataset)")
         if not (self.eta >= 0 and math.isfinite(self.eta)):
             raise bad("eta", f"η must be a finite number >= 0, got {self.eta}",
                       "use η = 0 for behaviour cloning or η > 0 for Q supervision")
         if self.estimator not in ESTIMATORS:
             raise bad("estimator", f"unknown du/dr estimator {self.estimator!r}",
                       f"use one of {ESTIMATORS}")
-        if not (self.dr > 0 and math.isfinite(self.dr)):
+        if not self.dr > 0:
             raise bad("dr", f"Δr must be > 0, got {self.dr}",
                       "use a positive step such as 1e-3 (in float32, below ~1e-6 is noise)")
+        if bool(torch.tensor(self.dr, dtype=COMPUTE_DTYPE) == 0):
+            raise bad("dr", f"Δr = {self.dr:g} is 0 in {COMPUTE_DTYPE} (the dtype the agents "
+                      f"compute in), so the finite difference would be 0/0",
+                      "use Δr >= 1e-7, e.g. 1e-3 (float32's optimum is near sqrt(eps) ~ 3e-4)")
+        if self.estimator == "fd":
+            warn_unresolved_dr(self.dr)
         if self.pairing not in PAIRINGS:
             raise bad("pairing", f"unknown pairing {self.pairing!r}", f"use one of {PAIRINGS}")
         if not 0 <= self.ratio <= 1:
             raise bad("ratio", f"must lie in [0, 1], got {self.ratio}", "e.g. 0.25")
-        for name in ("steps", "batch_size", "lr", "hidden", "depth", "critic_hidden",
+        for name in ("steps", "batch_size", "hidden", "depth", "critic_hidden",
                      "critic_depth", "n_q", "sample_steps", "flow_steps", "diffusion_steps",
-                     "eval_episodes", "log_every", "cql_samples", "omar_samples"):
+                     "log_every", "cql_samples", "omar_samples", "omar_iters", "omar_sigma"):
             if not getattr(self, name) > 0:
                 raise bad(name, f"must be > 0, got {getattr(self, name)}", "use a positive value")
-        for name in ("eval_every", "eval_max_steps", "checkpoint_every", "stop_at", "threads",
-                     "seed", "data_seed", "omar_iters", "cql_alpha", "adaptive_p"):
+        for name in ("eval_every", "eval_episodes", "eval_max_steps", "checkpoint_every",
+                     "stop_at", "threads", "seed", "data_seed", "cql_alpha", "adaptive_p",
+                     "alpha", "policy_noise", "noise_clip"):
             if getattr(self, name) < 0:
                 raise bad(name, f"must be >= 0, got {getattr(self, name)}", "use 0 or more")
+        if self.algo in ("cql", "omar") and not self.policy_noise > 0:
+            raise bad("policy_noise", f"CQL(H) weighs its policy proposals by their Gaussian "
+                      f"density, which needs a std > 0, got {self.policy_noise}",
+                      "use policy_noise = 0.2 (OMAR's code)")
         if not 0 <= self.gamma < 1 or not 0 < self.tau <= 1:
             raise bad("gamma/tau", f"need 0 <= γ < 1 and 0 < τ <= 1, got {self.gamma}, "
                       f"{self.tau}", "use γ = 0.99, τ = 0.005")
-        if not 0 <= self.omar_coef <= 1 or not 0 < self.omar_elites <= self.omar_samples:
-            raise bad("omar_coef/omar_elites", "need 0 <= c <= 1 and 0 < elites <= samples",
-                      "use omar_coef = 0.7, omar_elites = 5, omar_samples = 20")
+        if not 0 <= self.omar_coef <= 1 or not 0 <= self.omar_elites <= self.omar_samples:
+            raise bad("omar_coef/omar_elites", f"need 0 <= c <= 1 and 0 <= elites <= samples, "
+                      f"got c = {self.omar_coef}, elites = {self.omar_elites}, samples = "
+                      f"{self.omar_samples}", "use omar_coef = 0.7, omar_elites = 0 (all "
+                      "candidates), omar_samples = 10")
         if self.stop_at and self.stop_at >= self.steps:
             raise bad("stop_at", f"{self.stop_at} is not before the last step {self.steps}",
                       "use 0 to run to the end, or a step below `steps`")
@@ -132,12 +198,82 @@ class TrainConfig:
         return self
 
 
+_TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def field_types() -> dict[str, type]:
+    """Each ``TrainConfig`` field's type (int, float, str or bool)."""
+    return typing.get_type_hints(TrainConfig)
+
+
+def check_type(name: str, value: Any, want: type) -> bool:
+    """True if ``value`` fits field ``name`` of type ``want``, else a ``ValueError`` whose
+    message names the field, the expected type and the value.
+
+    int fields take integers only (bools are not integers), float fields integers or
+    floats, str fields text, bool fields true/false.
+    """
+    if want is bool:
+        ok = isinstance(value, bool)
+    elif want is int:
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    elif want is float:
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    elif want is str:
+        ok = isinstance(value, str)
+    else:  # a field of another type: nothing here knows how to check it
+        return True
+    if ok:
+        return True
+    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+    example = {bool: str(default).lower(), str: f'"{default}"'}.get(want, repr(default))
+    how = {int: "a whole number without quotes or a decimal point",
+           float: "a number without quotes", str: "text in quotes",
+           bool: "true or false without quotes"}[want]
+    raise ValueError(f"config field '{name}': expected {_TYPE_WORDS[want]}, got {value!r} "
+                     f"({type(value).__name__}). Fix: write {how}, e.g. {name} = {example}")
+
+
+def _coerce(value: Any, want: type) -> Any:
+    """Plain Python int/float for numeric fields (numpy scalars, ints for float fields)."""
+    if want is float:
+        return float(value)
+    if want is int:
+        return int(value)
+    return value
+
+
+def unresolved_share(dr: float, dtype: torch.dtype = COMPUTE_DTYPE, n: int = 4096,
+                     ) -> tuple[float, float]:
+    """For r on an even grid of [0, 1): the share where Δr is below ``dtype``'s spacing at r
+    (so r + Δr rounds to r or jumps a whole spacing), and the share where r + Δr == r."""
+    r = (torch.arange(n, dtype=torch.float64) + 0.5).div(n).to(dtype)
+    spacing = torch.nextafter(r, torch.ones_like(r)) - r
+    below = (torch.tensor(dr, dtype=torch.float64) < spacing.double()).double().mean()
+    equal = (r + torch.tensor(dr, dtype=dtype) == r).double().mean()
+    return float(below), float(equal)
+
+
+def warn_unresolved_dr(dr: float, dtype: torch.dtype = COMPUTE_DTYPE) -> bool:
+    """Warn (``PrecisionWarning``) if Δr is below ``dtype``'s resolution for at least half
+    of r in [0, 1] (float32: Δr < 2^-24 ≈ 6e-8); return whether it warned."""
+    below, equal = unresolved_share(dr, dtype)
+    if below < 0.5:
+        return False
+    warnings.warn(f"config field 'dr': Δr = {dr:g} is below {dtype}'s spacing for "
+                  f"{below:.0%} of r in [0, 1] (r + Δr == r for {equal:.0%}), so the fd "
+                  f"estimate of du/dr there is 0 or rounding noise. Kept as asked (a Δr sweep "
+                  f"needs it); to train, use Δr ~ 1e-3 (float32's optimum is near "
+                  f"sqrt(eps) ~ 3e-4)", PrecisionWarning, stacklevel=3)
+    return True
+
+
 # Training presets per named budget (``budget.get_budget`` names); the paper's scale is
 # "full" (public code: 4x512 MLPs, batch 256; our step count is smaller than its 1M).
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(steps=300, batch_size=128, lr=1e-3, hidden=64, depth=2, critic_hidden=64,
                   critic_depth=2, eval_every=0, eval_episodes=10, data_budget="smoke",
-                  cql_samples=5, omar_samples=10, omar_elites=3),
+                  cql_samples=5),
     "book": dict(steps=5_000, batch_size=256, hidden=256, depth=3, critic_hidden=256,
                  critic_depth=3, eval_every=1_000, eval_episodes=20, data_budget="book"),
     "full": dict(steps=100_000, batch_size=256, hidden=512, depth=4, critic_hidden=512,

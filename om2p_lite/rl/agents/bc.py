@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import torch
 
-from om2p_lite.flows.stacked import StackedMLP
-from om2p_lite.rl.agents.base import Agent, AgentDims, Batch
+from om2p_lite.flows.stacked import StackedMLP, batch_mean
+from om2p_lite.rl.agents.base import Agent, AgentDims, Batch, Logs
 
 
 class BCAgent(Agent):
     """min_θ Σ_i E ||tanh(μ_θ(o_i)) - a_i||²   (eq-bc-loss)."""
 
     name = "bc"
+    member_streams = True
 
     def __init__(self, dims: AgentDims, cfg):
         super().__init__(dims, cfg)
@@ -26,10 +27,10 @@ class BCAgent(Agent):
         """a = tanh(μ_θ(o)); ``eps`` ignored."""
         return torch.tanh(self.actor(obs))
 
-    def update(self, batch: Batch) -> dict[str, float]:
-        """One regression step."""
+    def update(self, batch: Batch) -> Logs:
+        """One regression step; logs each agent's loss."""
         err = ((self.policy(batch["obs"]) - batch["actions"]) * self.act_mask) ** 2
-        loss = err.sum(-1).mean(0).sum()  # (eq-bc-loss)
-        self.step(self.optimizers["actor"], loss)
+        per_agent = batch_mean(err.sum(-1))  # (A,)  (eq-bc-loss)
+        self.step(self.optimizers["actor"], per_agent.sum())
         self.n_updates += 1
-        return {"bc_loss": float(loss.detach()) / self.dims.n_agents}
+        return {"bc_loss": per_agent.detach()}

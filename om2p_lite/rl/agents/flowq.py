@@ -7,24 +7,31 @@ from __future__ import annotations
 
 import torch
 
-from om2p_lite.flows.flow import flow_matching_loss
+from om2p_lite.flows.flow import conditional_velocity, interpolate
 from om2p_lite.flows.sampling import sample_flow
-from om2p_lite.flows.stacked import sample_stacked
-from om2p_lite.rl.agents.base import GenerativeQAgent
+from om2p_lite.flows.stacked import batch_mean, sample_stacked
+from om2p_lite.rl.agents.base import GenerativeQAgent, Logs
 
 
 class FlowQAgent(GenerativeQAgent):
     """v_θ(o_i, x, τ, τ) per agent; actions by ``cfg.flow_steps`` Euler steps   (eq-euler)."""
 
     name = "flowq"
+    member_streams = True
 
     def generative_loss(self, obs: torch.Tensor, actions: torch.Tensor,
-                        ) -> tuple[torch.Tensor, dict[str, float]]:
-        """L_FM summed over agents   (eq-fm-loss)."""
-        B, A, _ = actions.shape
-        r = torch.rand(B, A, 1, device=obs.device)
-        loss = flow_matching_loss(self.actor, obs, actions, r) * A  # mean over (B, A) → Σ_A
-        return loss, {"fm_loss": float(loss.detach()) / A}
+                        ) -> tuple[torch.Tensor, Logs]:
+        """L_FM = Σ_i E ||v_θ(o_i, x_r, r, r) - (a_i - ε)||²   (eq-fm-loss), per agent.
+
+        ``flow.flow_matching_loss`` per agent: time and noise from the agent's streams.
+        """
+        B, A, d = actions.shape
+        r = self.rand(B, A, 1)  # (B, A, 1)
+        eps = self.randn(B, A, d)
+        x_r = interpolate(eps, actions, r)  # (B, A, d)
+        v = conditional_velocity(eps, actions)
+        loss = batch_mean(((self.actor(obs, x_r, r, r) - v) ** 2).sum(-1))  # (A,) (eq-fm-loss)
+        return loss.sum(), {"fm_loss": loss.detach()}
 
     def policy(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
         """K-step Euler sample (gradients flow through every step)."""
