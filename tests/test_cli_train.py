@@ -116,6 +116,44 @@ def test_evaluate_bad_run_folders(tmp_path: Path, capsys) -> None:
     assert "has no checkpoint.pt. Fix:" in capsys.readouterr().err
 
 
+class _Marker:
+    """Unpickling this runs code: it writes a file (what a hostile checkpoint would do)."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path(self.path).write_text, ("ran",))
+
+
+def test_evaluate_loads_checkpoints_as_data_only(tmp_path: Path, dataset_path,
+                                                 capsys) -> None:
+    import torch
+
+    run = tmp_path / "run"
+    assert main(["train", "--algo", "bc", "--out-dir", str(run), "--dataset",
+                 str(dataset_path), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(run), "--episodes", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["run"] == str(run) and report["step"] == 3
+    ckpt = run / "checkpoint.pt"
+    blob = torch.load(ckpt, weights_only=True)
+
+    marker = tmp_path / "pwned"
+    torch.save(blob | {"agent": _Marker(str(marker))}, ckpt)
+    assert main(["evaluate", "--run", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {ckpt}: ") and "refused" in err
+    assert not marker.exists()  # nothing ran
+
+    data = ckpt.read_bytes()
+    for broken, what in ((data[: len(data) // 2], "truncated or corrupt"), (b"", "empty")):
+        ckpt.write_bytes(broken)
+        assert main(["evaluate", "--run", str(run)]) == 2
+        assert what in capsys.readouterr().err
+
+
 def test_module_prints_one_error_line_not_a_traceback(tmp_path: Path) -> None:
     exp = tmp_path / "exp.toml"
     exp.write_text('results_dir = 3\n')
@@ -123,3 +161,28 @@ def test_module_prints_one_error_line_not_a_traceback(tmp_path: Path) -> None:
                           str(exp)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.startswith(f"error: {exp}: results_dir: must be a folder name")
+
+
+def test_two_grids_at_once_run_each_run_exactly_once(tmp_path: Path, dataset_path) -> None:
+    exp = experiment(tmp_path, dataset_path, seeds="[0, 1, 2]")
+    exp.write_text(exp.read_text().replace('algos = ["bc"]', 'algos = ["bc", "td3bc"]')
+                   .replace("steps = 3", "steps = 20\nlog_every = 5"))
+    cmd = [sys.executable, "-m", "om2p_lite", "grid", "--experiment", str(exp),
+           "--max-members", "2"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0, out + err
+    trained = [{line.split()[1].rstrip(":") for line in out.splitlines()
+                if line.startswith("[") and "finished by another process" not in line}
+               for out, _ in outs]
+    runs = {str(p.parent) for p in (tmp_path / "results").rglob("result.json")}
+    assert len(runs) == 6
+    assert trained[0] | trained[1] == runs and not trained[0] & trained[1], trained
+    for run in runs:
+        rows = [json.loads(x) for x in (Path(run) / "log.jsonl").read_text().splitlines()]
+        keys = [(r["kind"], r["step"]) for r in rows]
+        assert keys == [("eval", 0), ("train", 5), ("train", 10), ("train", 15),
+                        ("train", 20), ("eval", 20)], (run, keys)
+        assert not (Path(run) / "status.json").exists() and not (Path(run) / ".lock").exists()

@@ -250,3 +250,18 @@ def test_results_table_marks_dirty_runs_and_splits_variants(tmp_path: Path) -> N
     (tmp_path / "bc/seed0/result.json").write_text("{")
     with pytest.raises(ValueError, match="not a valid result.*Fix: delete it"):
         load_results(tmp_path)
+
+
+def test_a_diverging_member_fails_alone(tmp_path: Path, dataset_path) -> None:
+    """η = 1e38 overflows one member of the population; the others finish, unchanged."""
+    doc = doc_of(tmp_path / "res", dataset_path, algos=("om2p",), seeds=(0,),
+                 variants={"ok": {"eta": 1.0}, "huge": {"eta": 1e38}})
+    assert len(ex.plan_experiment(doc).populations) == 1
+    with pytest.raises(ex.ExperimentFailed) as err:
+        ex.run_experiment(doc)
+    huge = str(tmp_path / "res/spread/expert/om2p/huge/seed0")
+    assert list(err.value.failures) == [huge] and "non-finite" in err.value.failures[huge]
+    assert json.loads((Path(huge) / "status.json").read_text())["status"] == "failed"
+    alone = ex.run_experiment(doc | {"variants": {"ok": {"eta": 1.0}}},
+                              results_dir=tmp_path / "alone")
+    assert [r["return"] for r in err.value.results] == [alone[0]["return"]]

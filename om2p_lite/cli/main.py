@@ -117,18 +117,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error_message(err)}", file=sys.stderr)
         return 2
     except RuntimeError as err:
-        if type(err).__name__ not in RUN_ERRORS:
-            raise
+        from om2p_lite.rl.rundir import NonFiniteError, RunFolderBusy
+
+        if not isinstance(err, (NonFiniteError, RunFolderBusy)):
+            raise  # a bug: keep its traceback
         print(f"error: {error_message(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted; finished runs are kept and a rerun resumes the rest",
               file=sys.stderr)
         return 130
-
-
-# RuntimeErrors that end one run cleanly (``rl.rundir``): not bugs, so no traceback
-RUN_ERRORS = ("RunFolderBusy", "NonFiniteError")
 
 
 def error_message(err: BaseException) -> str:

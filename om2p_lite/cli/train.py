@@ -7,6 +7,7 @@ also describes the experiment TOML format): these parse flags, call them and pri
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -77,17 +78,18 @@ def _command() -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from om2p_lite.rl.experiment import check_folder, finish_run
+    from om2p_lite.rl.experiment import check_folder, claim_run, finish_run
     from om2p_lite.rl.train import train
 
     cfg = config_from_args(args)
-    if cfg.out_dir:
-        check_folder(cfg.out_dir, "--out-dir")
-    summary = train(cfg)
-    if not summary["finished"]:
-        print(json.dumps({"finished": False, "step": summary["step"]}))
-        return 0
-    result = finish_run(summary, _command())
+    with contextlib.ExitStack() as claim:
+        if cfg.out_dir:  # owned from training until result.json is written
+            claim.enter_context(claim_run(check_folder(cfg.out_dir, "--out-dir")))
+        summary = train(cfg)
+        if not summary["finished"]:
+            print(json.dumps({"finished": False, "step": summary["step"]}))
+            return 0
+        result = finish_run(summary, _command())
     print(json.dumps({k: v for k, v in result.items() if k not in ("evals", "config")},
                      indent=1, default=str))
     return 0
@@ -112,7 +114,13 @@ def _evaluate(args: argparse.Namespace) -> int:
                          f"retrain the run") from err
     device = pick_device(args.device)
     agent = make_agent(cfg.algo, dims_of(load_data(cfg)), cfg).to(device)
-    agent.load_full_state(blob["agent"])
+    try:
+        agent.load_full_state(blob["agent"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"{run / 'checkpoint.pt'}: its weights do not fit the {cfg.algo} "
+                         f"agent its config describes ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}). Fix: retrain the "
+                         f"run") from err
     res = evaluate_agent(agent, cfg.task, args.episodes, seed=args.seed, device=device,
                          reward_variant=cfg.reward_variant)
     print(json.dumps({"run": str(run), "step": blob["step"], **res}, indent=1))
@@ -128,12 +136,8 @@ def load_run_checkpoint(run: Path) -> dict[str, Any]:
         raise ValueError(f"--run {run}: has no {CHECKPOINT}. Fix: train it with "
                          f"`train --out-dir {run}`, or run `grid --keep-checkpoints` (grid "
                          f"deletes the checkpoints of finished runs by default)")
-    try:
-        from om2p_lite.rl.rundir import load_checkpoint
-    except ModuleNotFoundError:
-        import torch
+    from om2p_lite.rl.rundir import load_checkpoint
 
-        return torch.load(path, map_location="cpu", weights_only=False)
     return load_checkpoint(path)
 
 

@@ -22,13 +22,14 @@ A run's fields are ``[config]``, then ``[algo.NAME]``, then its variant, then th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from om2p_lite.rl.config import TrainConfig
 RESULT = "result.json"
 STATUS = "status.json"
 CHECKPOINT = "checkpoint.pt"
+CLAIM = ".claim"  # the folder of a run's claim lock (``claim_run``)
 DEFAULT_RESULTS_DIR = "data/results/main"
 TOP_LEVEL_KEYS = ("results_dir", "grid", "config", "algo", "variants")
 GRID_KEYS = ("algos", "tasks", "qualities", "seeds")
@@ -44,8 +46,9 @@ GRID_KEYS = ("algos", "tasks", "qualities", "seeds")
 GRID_FIELDS = ("algo", "task", "quality", "seed", "out_dir")
 VARIANT_NAME = re.compile(r"[A-Za-z0-9._=-]+")
 # fields that may differ between a finished run and the experiment without changing its result
+# (the dataset is recorded by its checksum in the result; its path may differ per machine)
 FREE_FIELDS = frozenset({"stop_at", "progress", "threads", "checkpoint_every", "device",
-                         "out_dir", "dataset"})
+                         "out_dir", "compile", "dataset"})
 RESULT_KEYS = ("task", "quality", "algo", "seed", "return", "config", "provenance")
 
 
@@ -121,6 +124,8 @@ def check_fields(values: Any, where: str, key: str) -> dict[str, Any]:
     try:
         TrainConfig.from_dict(dict(values))
     except (TypeError, ValueError) as err:
+        if "Fix:" in str(err):
+            raise ValueError(f"{where}: {key}: {err}") from err
         raise _bad(where, key, str(err), "correct the field named") from err
     return values
 
@@ -346,13 +351,8 @@ def record(summary: dict[str, Any], command: str | None = None,
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    try:
-        from om2p_lite.rl.rundir import atomic_write_json
-    except ModuleNotFoundError:  # before the run-folder module: the same, written here
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(obj, indent=1, allow_nan=False))
-        os.replace(tmp, path)
-        return
+    from om2p_lite.rl.rundir import atomic_write_json
+
     atomic_write_json(path, obj)
 
 
@@ -392,57 +392,112 @@ def _mark_failed(out_dir: str, error: str) -> None:
 
 
 def _train_group(cfgs: list[TrainConfig]) -> list[dict[str, Any]]:
-    """Train runs that may share one population; one summary per run."""
-    from om2p_lite.rl.train import train
+    """Train runs of equal ``population_key`` as one population; one summary per run."""
+    from om2p_lite.rl.population import train_population
 
-    return [train(cfg) for cfg in cfgs]
+    return train_population(cfgs)
+
+
+@contextlib.contextmanager
+def claim_run(out_dir: str | Path) -> Iterator[None]:
+    """Claim a run for this process from before training until its ``result.json`` is
+    written (the trainer owns the folder only while it trains). A second claimant gets
+    ``rundir.RunFolderBusy``; a claim left by a killed process is taken over."""
+    from om2p_lite.rl.rundir import run_folder_lock
+
+    claim = Path(out_dir) / CLAIM
+    with run_folder_lock(claim):
+        yield
+    with contextlib.suppress(OSError):
+        claim.rmdir()  # empty once the lock is released, unless another claimant came
 
 
 def train_members(runs: list[Run], command: str | None = None,
                   keep_checkpoints: bool = False) -> list[dict[str, Any]]:
-    """Train one population and write each finished member's ``result.json``.
+    """Claim the runs, train those not finished as one population, write each finished
+    member's ``result.json`` while still claimed.
 
-    Never raises: one outcome per member, ``{"out_dir", "status": "done" | "stopped" |
-    "failed" | "busy", "result", "error"}``. A population that fails is retried member by
-    member, so one bad member does not sink the others.
+    Never raises: one outcome per run, ``{"out_dir", "status": "done" | "elsewhere" |
+    "stopped" | "failed" | "busy", "result", "error"}``, where ``elsewhere`` is a run another
+    process finished meanwhile and ``busy`` one that another process holds.
     """
+    outcomes: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as claims:
+        todo = []
+        for run in runs:
+            try:
+                claims.enter_context(claim_run(run.out_dir))
+            except Exception as err:  # noqa: BLE001 - every error of a run is recorded
+                outcomes[run.out_dir] = _failure(run, err)
+                continue
+            try:
+                res = finished_result(run)
+            except ValueError as err:  # finished meanwhile, with other settings
+                outcomes[run.out_dir] = _outcome(run, "failed", error=_error_text(err))
+                continue
+            if res is None:
+                todo.append(run)
+            else:
+                outcomes[run.out_dir] = _outcome(run, "elsewhere", result=res)
+        for outcome in _train_and_record(todo, command, keep_checkpoints):
+            outcomes[outcome["out_dir"]] = outcome
+    return [outcomes[r.out_dir] for r in runs]
+
+
+def _train_and_record(runs: list[Run], command: str | None,
+                      keep: bool) -> list[dict[str, Any]]:
+    """Train ``runs`` as one population and record them. A member whose training became
+    non-finite fails alone (the others continue from their checkpoints); any other error of
+    a population is retried member by member, so one bad member does not sink the rest."""
+    from om2p_lite.rl.rundir import NonFiniteError
+
+    if not runs:
+        return []
     try:
         summaries = _train_group([r.cfg for r in runs])
     except Exception as err:  # noqa: BLE001 - every error of a run is recorded, not raised
+        bad = sorted(set(getattr(err, "members", []) or []))
+        if isinstance(err, NonFiniteError) and bad:
+            rest = [r for i, r in enumerate(runs) if i not in bad]
+            failed = [_failure(runs[i], err) for i in bad]
+            return failed + _train_and_record(rest, command, keep)
         if len(runs) > 1:
-            return [o for r in runs for o in train_members([r], command, keep_checkpoints)]
+            return [o for r in runs for o in _train_and_record([r], command, keep)]
         return [_failure(runs[0], err)]
     outcomes = []
     for run, summary in zip(runs, summaries, strict=True):
         if not summary.get("finished", True):
-            outcomes.append({"out_dir": run.out_dir, "status": "stopped", "result": None,
-                             "error": None, "step": summary.get("step")})
+            outcomes.append(_outcome(run, "stopped", step=summary.get("step")))
             continue
         try:
-            result = finish_run(summary, command, run.variant, keep_checkpoints)
+            result = finish_run(summary, command, run.variant, keep)
         except Exception as err:  # noqa: BLE001
             outcomes.append(_failure(run, err))
             continue
-        outcomes.append({"out_dir": run.out_dir, "status": "done", "result": result,
-                         "error": None})
+        outcomes.append(_outcome(run, "done", result=result))
     return outcomes
 
 
+def _outcome(run: Run, status: str, **fields: Any) -> dict[str, Any]:
+    return {"out_dir": run.out_dir, "status": status, "result": None, "error": None} | fields
+
+
 def _failure(run: Run, err: BaseException) -> dict[str, Any]:
-    busy = type(err).__name__ == "RunFolderBusy"
+    """The outcome of a run that raised: ``busy`` if another process holds it, else
+    ``failed`` (and its folder's ``status.json`` says so)."""
+    from om2p_lite.rl.rundir import RunFolderBusy
+
     text = _error_text(err)
-    if not busy:
-        _mark_failed(run.out_dir, text)
-    return {"out_dir": run.out_dir, "status": "busy" if busy else "failed", "result": None,
-            "error": text}
+    if isinstance(err, RunFolderBusy):
+        return _outcome(run, "busy", error=text)
+    _mark_failed(run.out_dir, text)
+    return _outcome(run, "failed", error=text)
 
 
 def population_key(cfg: TrainConfig) -> tuple:
-    """Runs with equal keys can train as one population."""
-    try:
-        from om2p_lite.rl.population import population_key as key
-    except ModuleNotFoundError:  # before populations: every run alone
-        return (cfg.out_dir,)
+    """Runs with equal keys can train as one population (``rl.population``)."""
+    from om2p_lite.rl.population import population_key as key
+
     return key(cfg)
 
 
@@ -510,13 +565,12 @@ def _execute(groups: list[list[Run]], client: Any, command: str | None,
             yield [_failure(run, err) for run in futures[fut]]
 
 
-def _lock_free(out_dir: str) -> bool:
+def _claim_free(out_dir: str) -> bool:
+    """Whether no other process claims the run now."""
+    from om2p_lite.rl.rundir import RunFolderBusy
+
     try:
-        from om2p_lite.rl.rundir import RunFolderBusy, run_folder_lock
-    except ModuleNotFoundError:
-        return True
-    try:
-        with run_folder_lock(out_dir):
+        with claim_run(out_dir):
             return True
     except RunFolderBusy:
         return False
@@ -612,21 +666,21 @@ def run_experiment(path_or_doc: str | Path | dict[str, Any], *,
                 for o in outcomes:
                     if o["status"] == "busy":
                         busy.append(by_dir[o["out_dir"]])
-                        say(f"{o['out_dir']}: busy ({o['error']}); coming back to it")
+                        say(f"{o['out_dir']}: held by another process; coming back to it")
                         continue
                     done += 1
-                    head = f"[{done}/{len(by_dir)}]"
-                    if o["status"] == "done":
-                        results[o["out_dir"]] = o["result"]
-                        r = o["result"]
-                        say(f"{head} {o['out_dir']}: return {r.get('return')}, "
-                            f"{r.get('wall_s')} s")
+                    head = f"[{done}/{len(by_dir)}] {o['out_dir']}:"
+                    if o["status"] in ("done", "elsewhere"):
+                        results[o["out_dir"]] = r = o["result"]
+                        say(f"{head} return {r.get('return')}, {r.get('wall_s')} s"
+                            + (" (finished by another process)" if o["status"] == "elsewhere"
+                               else ""))
                     elif o["status"] == "stopped":
-                        say(f"{head} {o['out_dir']}: stopped at step {o.get('step')} "
-                            f"(stop_at); run again to finish")
+                        say(f"{head} stopped at step {o.get('step')} (stop_at); run again "
+                            f"to finish")
                     else:
                         failures[o["out_dir"]] = o["error"]
-                        say(f"{head} {o['out_dir']}: FAILED: {o['error']}")
+                        say(f"{head} FAILED: {o['error']}")
             todo = _wait_for(busy, results, failures, poll_s, say)
             done = 0
     finally:
@@ -661,7 +715,7 @@ def _wait_for(busy: list[Run], results: dict[str, dict[str, Any]], failures: dic
             if res is not None:
                 results[run.out_dir] = res
                 say(f"{run.out_dir}: finished by another process")
-            elif _lock_free(run.out_dir):
+            elif _claim_free(run.out_dir):
                 again.append(run)
             else:
                 still.append(run)
