@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     "make_time_sampler": "flows.timesteps", "sample_r_t": "flows.timesteps",
     # om2p_lite.rl
     "make_agent": "rl.agents", "ALGORITHMS": "rl.agents", "OM2PAgent": "rl.agents",
-    "TrainConfig": "rl.config", "budget_config": "rl.config",
+    "TrainConfig": "rl.config", "budget_config": "rl.config", "PrecisionWarning": "rl.config",
     "StackedCritic": "rl.critics", "normalised_q_loss": "rl.critics",
     "train": "rl.train",
     "evaluate_agent": "rl.evaluate",

@@ -21,10 +21,21 @@ def conditional_velocity(eps: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
 
 
 def flow_matching_loss(net: nn.Module, o: torch.Tensor, a: torch.Tensor, r: torch.Tensor,
-                       eps: torch.Tensor | None = None) -> torch.Tensor:
-    """L_FM = E || u_θ(o, x_r, r, r) - (a - ε) ||²   (eq-fm-loss); sum over action dims."""
+                       eps: torch.Tensor | None = None, reduce: str = "mean") -> torch.Tensor:
+    """L_FM = E || u_θ(o, x_r, r, r) - (a - ε) ||²   (eq-fm-loss); sum over action dims.
+
+    ``reduce='agents'``: a (B, A, d) with r (B, A, 1) gives the (A,) per-agent losses (what
+    Flow+Q trains with, one loss per agent or population member); ``'mean'`` the scalar.
+    """
     eps = torch.randn_like(a) if eps is None else eps
     x_r = interpolate(eps, a, r)  # (B, act_dim)
     v = conditional_velocity(eps, a)
     u = net(o, x_r, r, r)
-    return ((u - v) ** 2).sum(-1).mean()  # (eq-fm-loss)
+    sq_err = ((u - v) ** 2).sum(-1)  # (B,) or (B, A)
+    if reduce == "agents":
+        from om2p_lite.flows.stacked import batch_mean  # a mean whose bits do not depend on A
+
+        return batch_mean(sq_err)  # (A,)   (eq-fm-loss)
+    if reduce != "mean":
+        raise ValueError(f"unknown reduction {reduce!r}: use 'mean' or 'agents'")
+    return sq_err.mean()  # (eq-fm-loss)

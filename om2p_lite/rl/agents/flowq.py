@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from om2p_lite.flows.flow import conditional_velocity, interpolate
+from om2p_lite.flows.flow import flow_matching_loss
 from om2p_lite.flows.sampling import sample_flow
-from om2p_lite.flows.stacked import batch_mean, sample_stacked
+from om2p_lite.flows.stacked import sample_stacked
 from om2p_lite.rl.agents.base import GenerativeQAgent, Logs
 
 
@@ -21,16 +21,12 @@ class FlowQAgent(GenerativeQAgent):
 
     def generative_loss(self, obs: torch.Tensor, actions: torch.Tensor,
                         ) -> tuple[torch.Tensor, Logs]:
-        """L_FM = Σ_i E ||v_θ(o_i, x_r, r, r) - (a_i - ε)||²   (eq-fm-loss), per agent.
-
-        ``flow.flow_matching_loss`` per agent: time and noise from the agent's streams.
-        """
+        """L_FM = Σ_i E ||v_θ(o_i, x_r, r, r) - (a_i - ε)||²   (eq-fm-loss), per agent,
+        with time and noise from the agent's streams."""
         B, A, d = actions.shape
         r = self.rand(B, A, 1)  # (B, A, 1)
         eps = self.randn(B, A, d)
-        x_r = interpolate(eps, actions, r)  # (B, A, d)
-        v = conditional_velocity(eps, actions)
-        loss = batch_mean(((self.actor(obs, x_r, r, r) - v) ** 2).sum(-1))  # (A,) (eq-fm-loss)
+        loss = flow_matching_loss(self.actor, obs, actions, r, eps, reduce="agents")  # (A,)
         return loss.sum(), {"fm_loss": loss.detach()}
 
     def policy(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
