@@ -44,14 +44,18 @@ def test_grid_dry_run_lists_populations_and_max_runs(tmp_path: Path, dataset_pat
     exp = experiment(tmp_path, dataset_path, seeds="[0, 1, 2]")
     assert main(["grid", "--experiment", str(exp), "--dry-run", "--max-members", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("3 runs, 0 finished, 3 to do\n")
-    assert f"  {tmp_path / 'results/spread/expert/bc/seed2'}" in out
+    assert out.startswith("3 runs, 0 finished, 3 to do\npopulation 1 (2 members):\n")
+    assert f"population 2 (1 member):\n  {tmp_path / 'results/spread/expert/bc/seed2'}" in out
     assert not (tmp_path / "results").exists()  # a dry run writes nothing
     assert main(["grid", "--experiment", str(exp), "--max-runs", "1"]) == 0
     capsys.readouterr()
     assert len(list((tmp_path / "results").rglob("result.json"))) == 1
     assert main(["grid", "--experiment", str(exp), "--dry-run"]) == 0
     assert capsys.readouterr().out.startswith("3 runs, 1 finished, 2 to do\n")
+    assert main(["grid", "--experiment", str(exp), "--dry-run", "--results-dir",
+                 str(tmp_path / "elsewhere")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("3 runs, 0 finished, 3 to do\n") and "elsewhere/spread" in out
     with pytest.raises(SystemExit) as err:
         main(["grid", "--experiment", str(exp), "--max-members", "0"])
     assert err.value.code == 2 and "integer >= 1" in capsys.readouterr().err

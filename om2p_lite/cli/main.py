@@ -113,6 +113,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly
+        sys.stderr.close()
+        return 0
     except (ValueError, OSError) as err:
         print(f"error: {error_message(err)}", file=sys.stderr)
         return 2

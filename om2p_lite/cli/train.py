@@ -145,8 +145,8 @@ def _grid(args: argparse.Namespace) -> int:
     from om2p_lite.rl.experiment import ExperimentFailed, plan_experiment, run_experiment
 
     if args.dry_run:
-        plan = plan_experiment(args.experiment, max_members=args.max_members,
-                               max_runs=args.max_runs)
+        plan = plan_experiment(args.experiment, results_dir=args.results_dir,
+                               max_members=args.max_members, max_runs=args.max_runs)
         print(plan.headline())
         for out, err in plan.failures.items():
             print(f"{out}: {err}")
@@ -156,7 +156,8 @@ def _grid(args: argparse.Namespace) -> int:
                 print(f"  {run.out_dir}")
         return 0
     try:
-        run_experiment(args.experiment, max_members=args.max_members, dask=args.dask,
+        run_experiment(args.experiment, results_dir=args.results_dir,
+                       max_members=args.max_members, dask=args.dask,
                        progress=True, max_runs=args.max_runs,
                        keep_checkpoints=args.keep_checkpoints, command=_command())
     except ExperimentFailed as err:
@@ -205,6 +206,8 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("grid", help="run an experiment grid from a TOML file; "
                               "finished runs are skipped")
     p.add_argument("--experiment", required=True, help="TOML experiment file")
+    p.add_argument("--results-dir", default=None,
+                   help="write the run folders here instead of the file's results_dir")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs still to do, grouped into populations")
     p.add_argument("--max-runs", type=_count, default=0,
