@@ -87,6 +87,18 @@ def test_grid_refuses_bad_files_without_traceback(tmp_path: Path, dataset_path, 
     assert err.startswith(f"error: {exp}: ") and match in err
 
 
+def test_train_config_file_and_flags_are_type_checked(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "cfg.toml"
+    cfg.write_text('[config]\nsteps = "five"\n')
+    assert main(["train", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {cfg}: config: config field 'steps': expected an integer")
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--steps", "five"])
+    assert exit_.value.code == 2 and "--steps: invalid int value: 'five'" in \
+        capsys.readouterr().err
+
+
 def test_train_out_dir_that_is_a_file(tmp_path: Path, dataset_path, capsys) -> None:
     target = tmp_path / "run"
     target.write_text("")

@@ -58,6 +58,9 @@ GRID = '[grid]\nalgos = ["bc"]\ntasks = ["spread"]\nqualities = ["expert"]\nseed
     (GRID + "[variants]\na = {task = 'tag'}\n", r"variants.a: sets \['task'\]"),
     (GRID + "[variants]\na = {etaa = 1.0}\n", "variants.a: unknown config field"),
     ("[grid\n", "not valid TOML"),
+    (GRID + '[config]\nsteps = "five"\n', "config: config field 'steps': expected an integer"),
+    (GRID + "[algo.bc]\nlr = true\n", "algo.bc: config field 'lr': expected a number"),
+    (GRID + "[variants]\na = {q_norm = 1}\n", "variants.a: config field 'q_norm': expected"),
 ])
 def test_bad_experiment_files_name_the_key_and_the_fix(tmp_path: Path, text: str,
                                                        match: str) -> None:
