@@ -253,6 +253,10 @@ def test_results_table_marks_dirty_runs_and_splits_variants(tmp_path: Path) -> N
     (tmp_path / "bc/seed0/result.json").write_text("{")
     with pytest.raises(ValueError, match="not a valid result.*Fix: delete it"):
         load_results(tmp_path)
+    with pytest.raises(ValueError, match="is a file, not a results folder. Fix:"):
+        load_results(tmp_path / "bc/seed0/result.json")
+    with pytest.raises(FileNotFoundError, match="no such results folder. Fix:"):
+        load_results(tmp_path / "nothing")
 
 
 def test_a_diverging_member_fails_alone(tmp_path: Path, dataset_path) -> None:

@@ -26,6 +26,9 @@ def load_results(root: str | Path) -> pd.DataFrame:
     from om2p_lite.runtime.record import is_dirty
 
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"{root}: is a file, not a results folder. Fix: name the folder "
+                         f"that holds the run folders (the experiment's results_dir)")
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such results folder. Fix: run `python -m "
                                 f"om2p_lite grid --experiment FILE` first, or name the "
