@@ -34,9 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from om2p_lite.rl.config import TrainConfig
+from om2p_lite.rl.rundir import (
+    STATUS_NAME,
+    NonFiniteError,
+    RunFolderBusy,
+    atomic_write_json,
+    run_folder_lock,
+    write_status,
+)
 
 RESULT = "result.json"
-STATUS = "status.json"
 CHECKPOINT = "checkpoint.pt"
 CLAIM = ".claim"  # the folder of a run's claim lock (``claim_run``)
 DEFAULT_RESULTS_DIR = "data/results/main"
@@ -350,19 +357,13 @@ def record(summary: dict[str, Any], command: str | None = None,
             "provenance": prov, "versions": versions()}
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    from om2p_lite.rl.rundir import atomic_write_json
-
-    atomic_write_json(path, obj)
-
-
 def finish_run(summary: dict[str, Any], command: str | None = None,
                variant: str | None = None, keep_checkpoint: bool = True) -> dict[str, Any]:
     """Record a finished run; write ``result.json`` (atomically) into its folder."""
     result = record(summary, command, variant)
     out = summary["config"].get("out_dir")
     if out:
-        _write_json(Path(out) / RESULT, result)
+        atomic_write_json(Path(out) / RESULT, result)
         ckpt = Path(out) / CHECKPOINT
         if not keep_checkpoint and ckpt.exists():
             ckpt.unlink()
@@ -379,14 +380,14 @@ def _error_text(err: BaseException) -> str:
 
 def _mark_failed(out_dir: str, error: str) -> None:
     """Leave ``status.json`` = failed in the run folder (unless the trainer already did)."""
-    path = Path(out_dir) / STATUS
+    path = Path(out_dir) / STATUS_NAME
     try:
         if path.exists():
             status = json.loads(path.read_text())
             if isinstance(status, dict) and status.get("status") == "failed":
                 return
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_json(path, {"status": "failed", "step": None, "error": error})
+        write_status(path.parent, "failed", step=None, error=error)
     except (OSError, ValueError):
         pass  # the folder itself is the problem; the grid's log names it
 
@@ -403,8 +404,6 @@ def claim_run(out_dir: str | Path) -> Iterator[None]:
     """Claim a run for this process from before training until its ``result.json`` is
     written (the trainer owns the folder only while it trains). A second claimant gets
     ``rundir.RunFolderBusy``; a claim left by a killed process is taken over."""
-    from om2p_lite.rl.rundir import run_folder_lock
-
     claim = Path(out_dir) / CLAIM
     with run_folder_lock(claim):
         yield
@@ -449,8 +448,6 @@ def _train_and_record(runs: list[Run], command: str | None,
     """Train ``runs`` as one population and record them. A member whose training became
     non-finite fails alone (the others continue from their checkpoints); any other error of
     a population is retried member by member, so one bad member does not sink the rest."""
-    from om2p_lite.rl.rundir import NonFiniteError
-
     if not runs:
         return []
     try:
@@ -485,8 +482,6 @@ def _outcome(run: Run, status: str, **fields: Any) -> dict[str, Any]:
 def _failure(run: Run, err: BaseException) -> dict[str, Any]:
     """The outcome of a run that raised: ``busy`` if another process holds it, else
     ``failed`` (and its folder's ``status.json`` says so)."""
-    from om2p_lite.rl.rundir import RunFolderBusy
-
     text = _error_text(err)
     if isinstance(err, RunFolderBusy):
         return _outcome(run, "busy", error=text)
@@ -567,8 +562,6 @@ def _execute(groups: list[list[Run]], client: Any, command: str | None,
 
 def _claim_free(out_dir: str) -> bool:
     """Whether no other process claims the run now."""
-    from om2p_lite.rl.rundir import RunFolderBusy
-
     try:
         with claim_run(out_dir):
             return True
