@@ -87,6 +87,20 @@ def test_grid_refuses_bad_files_without_traceback(tmp_path: Path, dataset_path, 
     assert err.startswith(f"error: {exp}: ") and match in err
 
 
+def test_grid_checks_dask_and_results_dir_before_anything_runs(tmp_path: Path, dataset_path,
+                                                               capsys) -> None:
+    exp = experiment(tmp_path, dataset_path)
+    for address in ("local:0", "local:two", "nowhere"):
+        assert main(["grid", "--experiment", str(exp), "--dask", address]) == 2
+        assert f"dask {address!r}: " in capsys.readouterr().err
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    assert main(["grid", "--experiment", str(exp), "--results-dir",
+                 str(blocker / "results")]) == 2
+    assert f"needs {blocker} to be a folder, but it is a file" in capsys.readouterr().err
+    assert not (tmp_path / "results").exists()
+
+
 def test_train_config_file_and_flags_are_type_checked(tmp_path: Path, capsys) -> None:
     cfg = tmp_path / "cfg.toml"
     cfg.write_text('[config]\nsteps = "five"\n')

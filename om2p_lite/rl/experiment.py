@@ -512,15 +512,24 @@ def plan_populations(runs: Iterable[Run], max_members: int = 16) -> list[list[Ru
 # ----------------------------------------------------------------------------- running
 
 
-def dask_client(address: str) -> Any:
-    """A Dask client: ``local:N`` starts N single-threaded worker processes on 127.0.0.1
-    (no dashboard); anything else is a running scheduler's address (e.g. a cluster's)."""
+def check_dask_address(address: str) -> str:
+    """``local:N`` with N >= 1, or a scheduler address (``tcp://host:port``, ``host:port``)."""
     if address.startswith("local:"):
         text = address.split(":", 1)[1]
         if not text.isdigit() or int(text) < 1:
             raise ValueError(f"dask {address!r}: not a worker count. Fix: write local:N with "
                              f"N >= 1 workers, or a scheduler address such as "
                              f"tcp://127.0.0.1:8786")
+    elif ":" not in address:
+        raise ValueError(f"dask {address!r}: neither local:N nor a scheduler address. Fix: "
+                         f"write local:2, or e.g. tcp://127.0.0.1:8786")
+    return address
+
+
+def dask_client(address: str) -> Any:
+    """A Dask client: ``local:N`` starts N single-threaded worker processes on 127.0.0.1
+    (no dashboard); anything else is a running scheduler's address (e.g. a cluster's)."""
+    check_dask_address(address)
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError as err:
@@ -581,6 +590,7 @@ class Plan:
     failures: dict[str, str]
     todo: list[Run]
     populations: list[list[Run]]
+    root: Path  # the results folder
 
     def headline(self) -> str:
         """'N runs, F finished, T to do' (and how many were made with other settings)."""
@@ -622,7 +632,7 @@ def plan_experiment(path_or_doc: str | Path | dict[str, Any], *,
         raise ValueError(f"max_runs: must be an integer >= 0, got {max_runs!r}. Fix: use 0 "
                          f"for all runs")
     todo = todo[: max_runs or None]
-    return Plan(runs, results, failures, todo, plan_populations(todo, max_members))
+    return Plan(runs, results, failures, todo, plan_populations(todo, max_members), root)
 
 
 def run_experiment(path_or_doc: str | Path | dict[str, Any], *,
@@ -640,8 +650,16 @@ def run_experiment(path_or_doc: str | Path | dict[str, Any], *,
     recorded (its folder's ``status.json``) and the others go on; at the end an
     ``ExperimentFailed`` lists the failures. ``max_runs`` > 0 trains only that many.
     """
+    if dask:
+        check_dask_address(dask)
     plan = plan_experiment(path_or_doc, results_dir=results_dir, overrides=overrides,
                            max_members=max_members, max_runs=max_runs)
+    if plan.todo:
+        try:
+            plan.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ValueError(f"results_dir {plan.root}: cannot be made "
+                             f"({describe_os_error(err)})") from err
     runs, results, failures, todo = plan.runs, plan.results, plan.failures, plan.todo
     say: Callable[[str], None] = (lambda text: print(text, flush=True)) if progress else \
         (lambda text: None)
