@@ -169,3 +169,35 @@ def test_a_diverging_run_stops_with_status_failed(spread, tmp_path: Path) -> Non
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "failed" and "non-finite" in status["error"]
     assert not (tmp_path / "run" / "checkpoint.pt").exists()  # nothing non-finite is kept
+
+
+def test_optimiser_and_polyak_steps_do_not_depend_on_where_an_element_sits() -> None:
+    """An element of a long tensor (a vectorised chunk) and the same element alone (the
+    scalar path) get the same Adam and Polyak steps: what a member relies on, whose slice
+    of a stacked tensor sits elsewhere than in its own run's. (The fused CPU Adam kernel
+    fails this: its scalar tail rounds differently; that is why agents use ``foreach``.)"""
+    from om2p_lite.rl.agents.base import make_adam
+    from om2p_lite.rl.critics import polyak_update
+
+    g = torch.Generator().manual_seed(0)
+    n = 512
+    whole = torch.nn.Parameter(torch.randn(n, 1, generator=g))
+    alone = [torch.nn.Parameter(whole.detach()[i:i + 1].clone()) for i in range(n)]
+    opt_whole, opt_alone = make_adam([whole], 3e-4), make_adam(alone, 3e-4)
+    for _ in range(4):
+        grad = torch.randn(n, 1, generator=g) * 1e-2
+        whole.grad = grad.clone()
+        for i, p in enumerate(alone):
+            p.grad = grad[i:i + 1].clone()
+        opt_whole.step()
+        opt_alone.step()
+    assert all(torch.equal(p.detach(), whole.detach()[i:i + 1]) for i, p in enumerate(alone))
+    target = torch.nn.Linear(n, 1, bias=False)
+    source = torch.nn.Linear(n, 1, bias=False)
+    lone_t, lone_s = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        lone_t.weight.copy_(target.weight[:, -1:])
+        lone_s.weight.copy_(source.weight[:, -1:])
+    polyak_update(target, source, 0.005)
+    polyak_update(lone_t, lone_s, 0.005)
+    assert torch.equal(lone_t.weight, target.weight[:, -1:])

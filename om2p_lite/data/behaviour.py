@@ -5,14 +5,12 @@ Not an offline learner: these only act in the environment; OM2P and baselines li
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
-from torch import nn
 
 from om2p_lite.envs.base import EnvSpec
 
@@ -24,32 +22,6 @@ class Policy(Protocol):
     """Batched decentralised policy: obs (E, A, obs_dim) -> actions (E, A, act_dim) in [-1, 1]."""
 
     def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray: ...
-
-
-class AgentMLP(nn.Module):
-    """One independent MLP per agent, evaluated for all agents at once with batched matmuls."""
-
-    def __init__(self, n_agents: int, in_dim: int, out_dim: int, hidden: int = 256,
-                 depth: int = 2, tanh_out: bool = False) -> None:
-        super().__init__()
-        dims = [in_dim] + [hidden] * depth + [out_dim]
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for d_in, d_out in zip(dims[:-1], dims[1:], strict=True):
-            bound = 1.0 / math.sqrt(d_in)  # nn.Linear's default init, per agent
-            self.weights.append(nn.Parameter(torch.empty(n_agents, d_in, d_out).uniform_(-bound,
-                                                                                          bound)))
-            self.biases.append(nn.Parameter(torch.empty(n_agents, d_out).uniform_(-bound, bound)))
-        self.tanh_out = tanh_out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, A, in_dim) -> (B, A, out_dim); agent a only ever sees its own weights."""
-        last = len(self.weights) - 1
-        for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
-            x = torch.einsum("bai,aio->bao", x, w) + b  # (B, A, d_out)
-            if k < last:
-                x = torch.relu(x)
-        return torch.tanh(x) if self.tanh_out else x
 
 
 def action_mask(spec: EnvSpec) -> np.ndarray:
@@ -94,13 +66,20 @@ class ActorPolicy:
     mask: np.ndarray  # (A, act_dim)
 
     @classmethod
-    def from_module(cls, actor: AgentMLP, mask: np.ndarray) -> ActorPolicy:
-        """Copy an AgentMLP's parameters out of torch."""
-        return cls([w.detach().cpu().numpy().copy() for w in actor.weights],
-                   [b.detach().cpu().numpy().copy() for b in actor.biases], mask)
+    def from_state(cls, state: dict[str, torch.Tensor], mask: np.ndarray) -> ActorPolicy:
+        """From a shipped snapshot: ``weights.k`` (A, d_in, d_out), ``biases.k`` (A, d_out)."""
+        n = sum(1 for k in state if k.startswith("weights."))
+        missing = [f"{kind}.{k}" for k in range(n) for kind in ("weights", "biases")
+                   if f"{kind}.{k}" not in state]
+        if n == 0 or missing:
+            raise ValueError(f"actor snapshot lacks {missing or ['weights.0']}: not a TD3 "
+                             f"actor written by rl.td3_online")
+        return cls([state[f"weights.{k}"].detach().cpu().numpy().copy() for k in range(n)],
+                   [state[f"biases.{k}"].detach().cpu().numpy().copy() for k in range(n)],
+                   mask)
 
     def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """The same maths as ``AgentMLP.forward`` with a tanh output."""
+        """a = tanh(MLP(o)) per agent with ReLU hidden layers (the TD3 actor's maths)."""
         h = np.swapaxes(obs.astype(np.float32), 0, 1)  # (A, B, in)
         last = len(self.weights) - 1
         for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
@@ -146,12 +125,13 @@ def load_actor_snapshot(path: Path, spec: EnvSpec, which: str | int) -> ActorPol
     """Load a shipped TD3 actor: ``which`` is "expert", "medium" or a snapshot index."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     key = blob["chosen"][which] if isinstance(which, str) else which
-    snap = blob["snapshots"][key]
-    cfg = blob["actor"]
-    actor = AgentMLP(spec.n_agents, spec.obs_dim, spec.act_dim, hidden=cfg["hidden"],
-                     depth=cfg["depth"], tanh_out=True)
-    actor.load_state_dict(snap["state"])
-    return ActorPolicy.from_module(actor, action_mask(spec))
+    policy = ActorPolicy.from_state(blob["snapshots"][key]["state"], action_mask(spec))
+    first, last = policy.weights[0].shape, policy.weights[-1].shape
+    if first[:2] != (spec.n_agents, spec.obs_dim) or last[2] != spec.act_dim:
+        raise ValueError(f"{path}: actor for {first[0]} agents, observation {first[1]}, action "
+                         f"{last[2]}; task {spec.task!r} needs {spec.n_agents}, "
+                         f"{spec.obs_dim}, {spec.act_dim}. Fix: use the task's own *_td3.pt")
+    return policy
 
 
 def behaviour_policy(spec: EnvSpec, quality: str, progress: float = 1.0) -> NoisyPolicy | Policy:

@@ -21,12 +21,14 @@ class StackedCritic(nn.Module):
     """
 
     def __init__(self, n_agents: int, obs_dim: int, act_dim: int, hidden: int = 256,
-                 depth: int = 3, n_q: int = 2, layer_norm: bool = True):
+                 depth: int = 3, n_q: int = 2, layer_norm: bool = True,
+                 activation: type[nn.Module] = nn.GELU):
         super().__init__()
         if n_q < 1:
             raise ValueError(f"a critic ensemble needs n_q >= 1, got {n_q}")
         self.n_agents, self.n_q = n_agents, n_q
-        self.net = StackedMLP(n_q * n_agents, obs_dim + act_dim, 1, hidden, depth, layer_norm)
+        self.net = StackedMLP(n_q * n_agents, obs_dim + act_dim, 1, hidden, depth, layer_norm,
+                              activation)
 
     def forward(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """o: (..., A, obs), a: (..., A, act) → Q: (n_q, ..., A); members are (critic, agent)."""
@@ -101,6 +103,9 @@ def make_target(module: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """θ' ← (1 - τ) θ' + τ θ   (eq-polyak)."""
-    for p_t, p in zip(target.parameters(), source.parameters(), strict=True):
-        p_t.lerp_(p, tau)  # (eq-polyak)
+    """θ' ← (1 - τ) θ' + τ θ   (eq-polyak); one fused call over all parameters."""
+    targets, sources = list(target.parameters()), list(source.parameters())
+    if len(targets) != len(sources):
+        raise ValueError(f"polyak_update: target has {len(targets)} parameters, source "
+                         f"{len(sources)}")
+    torch._foreach_lerp_(targets, sources, tau)  # (eq-polyak)

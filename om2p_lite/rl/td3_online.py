@@ -6,19 +6,37 @@ make expert / medium / medium-replay behaviour the way the benchmark's MATD3 pol
 
 from __future__ import annotations
 
-import copy
 import csv
+import io
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch import nn
 
-from om2p_lite.data.behaviour import AgentMLP, action_mask
+from om2p_lite.data.behaviour import action_mask
 from om2p_lite.envs import VecEnv
 from om2p_lite.envs.rollout import rollout_returns
+from om2p_lite.flows.stacked import StackedLinear, StackedMLP
+from om2p_lite.rl.agents.base import frozen
+from om2p_lite.rl.critics import (
+    StackedCritic,
+    critic_loss,
+    make_target,
+    polyak_update,
+    td_target,
+)
+from om2p_lite.rl.rundir import (
+    CheckpointError,
+    atomic_write_bytes,
+    atomic_write_text,
+    load_checkpoint,
+    pickle_errors,
+    run_folder_lock,
+    save_checkpoint,
+)
 
 
 @dataclass
@@ -49,32 +67,40 @@ class TD3Config:
     threads: int = 1  # torch CPU threads (be kind to shared machines)
 
 
-def critic_loss(q1: torch.Tensor, q2: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Twin-critic TD loss, mean over batch, summed over agents (independent learners)."""
-    return (F.mse_loss(q1, y, reduction="none") + F.mse_loss(q2, y, reduction="none")
-            ).mean(0).sum()
+def actor_state(actor: StackedMLP) -> dict[str, torch.Tensor]:
+    """The actor's parameters in the shipped snapshot layout: ``weights.k`` (A, d_in, d_out)
+    and ``biases.k`` (A, d_out), what ``data.behaviour.ActorPolicy.from_state`` reads."""
+    layers = [m for m in actor.net if isinstance(m, StackedLinear)]
+    return {**{f"weights.{k}": m.weight.detach().clone() for k, m in enumerate(layers)},
+            **{f"biases.{k}": m.bias.detach().clone() for k, m in enumerate(layers)}}
 
 
 class TD3Learner:
-    """All agents' actors and critics; each agent learns only from its own obs/action/reward."""
+    """All agents' actors and twin critics; each agent learns only from its own obs/action/reward.
+
+    Built from the offline agents' pieces: a stacked ReLU actor per agent (tanh output), a
+    ``StackedCritic`` ensemble of two (no LayerNorm, as TD3), ``td_target`` with the clipped
+    (min) reduction, ``critic_loss`` and ``polyak_update``.
+    """
 
     def __init__(self, cfg: TD3Config, n_agents: int, obs_dim: int, act_dim: int,
                  mask: np.ndarray) -> None:
         self.cfg = cfg
         self.mask = torch.as_tensor(mask)  # (A, act_dim)
-        self.actor = AgentMLP(n_agents, obs_dim, act_dim, cfg.actor_hidden, cfg.depth, True)
-        self.q1 = AgentMLP(n_agents, obs_dim + act_dim, 1, cfg.critic_hidden, cfg.depth)
-        self.q2 = AgentMLP(n_agents, obs_dim + act_dim, 1, cfg.critic_hidden, cfg.depth)
-        self.actor_t, self.q1_t, self.q2_t = (copy.deepcopy(m) for m in
-                                              (self.actor, self.q1, self.q2))
+        self.actor = StackedMLP(n_agents, obs_dim, act_dim, cfg.actor_hidden, cfg.depth,
+                                activation=nn.ReLU)
+        self.critic = StackedCritic(n_agents, obs_dim, act_dim, cfg.critic_hidden, cfg.depth,
+                                    n_q=2, layer_norm=False, activation=nn.ReLU)
+        self.actor_t, self.critic_t = make_target(self.actor), make_target(self.critic)
         self.opt_actor = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.opt_critic = torch.optim.Adam([*self.q1.parameters(), *self.q2.parameters()],
-                                           lr=cfg.lr)
+        self.opt_critic = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
         self.n_updates = 0
+
+    MODULES = ("actor", "critic", "actor_t", "critic_t", "opt_actor", "opt_critic")
 
     def act(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic actions (B, A, act_dim)."""
-        return self.actor(obs) * self.mask
+        return torch.tanh(self.actor(obs)) * self.mask
 
     def update(self, o: torch.Tensor, a: torch.Tensor, r: torch.Tensor, o2: torch.Tensor,
                d: torch.Tensor) -> dict[str, float]:
@@ -83,28 +109,23 @@ class TD3Learner:
         with torch.no_grad():
             noise = (torch.randn_like(a) * cfg.policy_noise).clamp(-cfg.noise_clip,
                                                                     cfg.noise_clip)
-            a2 = ((self.actor_t(o2) + noise).clamp(-1, 1)) * self.mask  # (B, A, d)
-            x2 = torch.cat([o2, a2], -1)
-            q_next = torch.min(self.q1_t(x2), self.q2_t(x2)).squeeze(-1)  # (B, A)
-            y = r + cfg.gamma * (1.0 - d[:, None]) * q_next  # TD target, per agent
-        x = torch.cat([o, a], -1)
-        loss_q = critic_loss(self.q1(x).squeeze(-1), self.q2(x).squeeze(-1), y)
+            a2 = (torch.tanh(self.actor_t(o2)) + noise).clamp(-1, 1) * self.mask  # (B, A, d)
+            y = td_target(self.critic_t(o2, a2), r, d, cfg.gamma, "min")  # (B, A)
+        loss_q = critic_loss(self.critic(o, a), y)
         self.opt_critic.zero_grad()
         loss_q.backward()
         self.opt_critic.step()
         self.n_updates += 1
         logs = {"critic_loss": float(loss_q.detach())}
         if self.n_updates % cfg.policy_delay == 0:
-            q_pi = self.q1(torch.cat([o, self.act(o)], -1)).squeeze(-1)  # (B, A)
+            with frozen(self.critic):
+                q_pi = self.critic(o, self.act(o))[0]  # (B, A): the first critic, as TD3
             loss_pi = -q_pi.mean(0).sum()
             self.opt_actor.zero_grad()
             loss_pi.backward()
             self.opt_actor.step()
-            with torch.no_grad():
-                for net, tgt in ((self.actor, self.actor_t), (self.q1, self.q1_t),
-                                 (self.q2, self.q2_t)):
-                    for p, pt in zip(net.parameters(), tgt.parameters(), strict=True):
-                        pt.lerp_(p, cfg.tau)
+            polyak_update(self.actor_t, self.actor, cfg.tau)
+            polyak_update(self.critic_t, self.critic, cfg.tau)
             logs["actor_loss"] = float(loss_pi.detach())
         return logs
 
@@ -122,10 +143,16 @@ def _evaluate(learner: TD3Learner, cfg: TD3Config, seed: int) -> float:
 def train_td3(cfg: TD3Config, out_dir: Path, progress: bool = True) -> list[dict[str, float]]:
     """Train (resuming from ``out_dir/ckpt.pt`` if present); write curve.csv and snapshots.pt.
 
-    Returns the learning curve: one row per evaluation (step, return, wall seconds).
+    Returns the learning curve: one row per evaluation (step, return, wall seconds). The
+    folder is owned by this process while it trains (``rundir.run_folder_lock``); every file
+    is written atomically and the checkpoint holds tensors and plain types only.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with run_folder_lock(out_dir):
+        return _train_td3(cfg, out_dir, progress)
+
+
+def _train_td3(cfg: TD3Config, out_dir: Path, progress: bool) -> list[dict[str, float]]:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -141,15 +168,15 @@ def train_td3(cfg: TD3Config, out_dir: Path, progress: bool = True) -> list[dict
     step, size, curve, snapshots, wall0 = 0, 0, [], [], 0.0
     ckpt = out_dir / "ckpt.pt"
     if ckpt.exists():  # resume: everything needed to continue is in one file
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)
-        for name in ("actor", "q1", "q2", "actor_t", "q1_t", "q2_t", "opt_actor", "opt_critic"):
+        state = load_checkpoint(ckpt)
+        for name in TD3Learner.MODULES:
             getattr(learner, name).load_state_dict(state[name])
         learner.n_updates = state["n_updates"]
         step, size, curve, snapshots = state["step"], state["size"], state["curve"], \
             state["snapshots"]
         wall0 = state["wall"]
         for k in buf:
-            buf[k][:size] = state["buf"][k]
+            buf[k][:size] = state["buf"][k].numpy()
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
         print(f"resumed from {ckpt} at step {step}")
@@ -182,34 +209,32 @@ def train_td3(cfg: TD3Config, out_dir: Path, progress: bool = True) -> list[dict
         if step >= next_eval or step >= cfg.total_steps:
             ret = _evaluate(learner, cfg, seed=10_000 + cfg.seed)
             curve.append({"step": step, "return": ret, "wall_s": time.time() - t0})
-            snapshots.append({"step": step, "return": ret,
-                              "state": {k: v.clone() for k, v in
-                                        learner.actor.state_dict().items()}})
+            snapshots.append({"step": step, "return": ret, "state": actor_state(learner.actor)})
             if progress:
                 print(f"[td3 {cfg.task}] step {step} return {ret:.2f} "
                       f"wall {time.time() - t0:.0f}s", flush=True)
             next_eval += cfg.eval_every
             _save_run(out_dir, cfg, curve, snapshots)
-            state = {name: getattr(learner, name).state_dict() for name in
-                     ("actor", "q1", "q2", "actor_t", "q1_t", "q2_t", "opt_actor",
-                      "opt_critic")}
+            state = {name: getattr(learner, name).state_dict() for name in TD3Learner.MODULES}
             state.update(n_updates=learner.n_updates, step=step, size=size, curve=curve,
                          snapshots=snapshots, wall=time.time() - t0, rng=rng.bit_generator.state,
                          torch_rng=torch.get_rng_state(),
-                         buf={k: v[:size].copy() for k, v in buf.items()})
-            torch.save(state, ckpt.with_suffix(".tmp"))
-            ckpt.with_suffix(".tmp").replace(ckpt)
+                         buf={k: torch.from_numpy(v[:size].copy()) for k, v in buf.items()})
+            save_checkpoint(ckpt, state)
     env.close()
     return curve
 
 
 def _save_run(out_dir: Path, cfg: TD3Config, curve: list[dict], snapshots: list[dict]) -> None:
-    """Write curve.csv and snapshots.pt (all actor snapshots + the config)."""
-    with open(out_dir / "curve.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["step", "return", "wall_s"])
-        writer.writeheader()
-        writer.writerows(curve)
-    torch.save({"config": asdict(cfg), "snapshots": snapshots}, out_dir / "snapshots.pt")
+    """Write curve.csv and snapshots.pt (all actor snapshots + the config), atomically."""
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=["step", "return", "wall_s"])
+    writer.writeheader()
+    writer.writerows(curve)
+    atomic_write_text(out_dir / "curve.csv", text.getvalue())
+    blob = io.BytesIO()
+    torch.save({"config": asdict(cfg), "snapshots": snapshots}, blob)
+    atomic_write_bytes(out_dir / "snapshots.pt", blob.getvalue())
 
 
 def choose_snapshots(snapshots: list[dict], random_return: float) -> dict[str, int]:
@@ -223,7 +248,12 @@ def choose_snapshots(snapshots: list[dict], random_return: float) -> dict[str, i
 
 def export_behaviour(run_dir: Path, out_path: Path, random_return: float) -> dict[str, int]:
     """Ship the snapshots up to the expert one (for medium-replay) plus the chosen indices."""
-    blob = torch.load(Path(run_dir) / "snapshots.pt", map_location="cpu", weights_only=False)
+    path = Path(run_dir) / "snapshots.pt"
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle_errors() as err:
+        raise CheckpointError(f"{path}: not a snapshots file this library can read safely "
+                              f"({type(err).__name__}). Fix: re-run train_td3") from None
     chosen = choose_snapshots(blob["snapshots"], random_return)
     keep = blob["snapshots"][: chosen["expert"] + 1]
     cfg = blob["config"]
@@ -231,5 +261,7 @@ def export_behaviour(run_dir: Path, out_path: Path, random_return: float) -> dic
            "config": cfg, "chosen": chosen, "random_return": random_return,
            "snapshots": [{"step": s["step"], "return": s["return"], "state": s["state"]}
                          for s in keep]}
-    torch.save(out, out_path)
+    data = io.BytesIO()
+    torch.save(out, data)
+    atomic_write_bytes(out_path, data.getvalue())
     return chosen
