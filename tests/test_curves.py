@@ -199,3 +199,58 @@ def test_a_real_tiny_experiment_loads(tmp_path: Path, one_thread):
     cur = curves.load_curves(tmp_path)
     assert sorted(cur["step"].unique()) == [0, 2, 4]
     assert curves.run_counts(runs, doc)["text"].tolist() == ["1 of 1 seeds"] * 2
+
+
+def test_settings_comparison_text_and_slider_frames(root: Path):
+    runs = curves.load_runs(root)
+    settings = curves.variant_settings(runs)
+    assert settings.loc["fd_1e-8", "dr"] == 1e-8 and settings.loc["zero", "estimator"] == "zero"
+    table = curves.compare_to(runs, "jvp")
+    text = curves.comparison_text(table, labels={"zero": "the zero estimator"})
+    assert text.startswith("Against jvp (final return 11.00 ± 2.48, n = 3)")
+    assert "the zero estimator 11.50" in text and "fd_1e-8 1.00" in text
+    assert "highest mean is the zero estimator's, but its lead over jvp is within noise" in text
+    bands = curves.curve_bands(curves.load_curves(root))
+    assert list(dict.fromkeys(bands["variant"])) == ["fd_1e-3", "fd_1e-8", "jvp", "zero"]
+    steps, frames = curves.sweep_frames(bands, {"fd_1e-3": "1e-3", "fd_1e-8": "1e-8"},
+                                        fixed={"jvp": "exact"}, name="fd")
+    assert steps == [0, 50, 100] and list(frames) == ["1e-3", "1e-8"]
+    assert frames["1e-8"] == {"fd": [0.0, 0.5, 1.0], "exact": [0.0, 5.5, 11.0]}
+    times = curves.step_times(runs).set_index("variant")
+    assert times.loc["jvp", "ms_mean"] == pytest.approx(20.0)  # no population: one member
+
+
+def test_population_step_time_is_shared_by_its_members(root: Path):
+    path = root / "world" / "expert" / "om2p" / "zero" / "seed0" / "result.json"
+    result = json.loads(path.read_text())
+    path.write_text(json.dumps(result | {"population": 4}))
+    runs = curves.load_runs(root).set_index(["variant", "seed"])
+    assert runs.loc[("zero", 0), "s_per_member_step"] == pytest.approx(0.01 / 4)
+    assert runs.loc[("zero", 1), "s_per_member_step"] == pytest.approx(0.01)
+
+
+def test_sweep_reruns_tiny_at_smoke_and_reads_stored_results_at_book(tmp_path: Path,
+                                                                     monkeypatch, one_thread):
+    experiment = tmp_path / "tiny.toml"
+    experiment.write_text('results_dir = "data/results/tiny"\n'
+                          '[grid]\nalgos = ["bc"]\ntasks = ["world"]\n'
+                          'qualities = ["expert"]\nseeds = [0, 1, 2]\n'
+                          '[variants]\nlr3 = { lr = 1e-3 }\nlr4 = { lr = 1e-4 }\n')
+    monkeypatch.setattr(curves, "SMOKE_OVERRIDES",
+                        curves.SMOKE_OVERRIDES | {"steps": 4, "eval_every": 2,
+                                                  "eval_max_steps": 3})
+    sweep = curves.load_sweep(experiment, "smoke")
+    assert not sweep.stored and sweep.order == ["lr3", "lr4"]
+    assert len(sweep.runs) == 2 * curves.SMOKE_SEEDS  # every variant, the first seeds
+    assert sorted(sweep.runs["lr"].unique()) == [1e-4, 1e-3]
+    assert "all 4 runs finished; a tiny rerun at the smoke budget" in sweep.status()
+    assert sweep.root.is_dir() and "data/results" not in str(sweep.root)
+    monkeypatch.setenv(curves.RESULTS_ENV, str(tmp_path / "stored"))
+    with pytest.raises(FileNotFoundError, match="grid --experiment data/experiments/tiny"):
+        curves.load_sweep(experiment, "book")
+    (tmp_path / "stored").mkdir()
+    sweep.root.rename(tmp_path / "stored" / "tiny")
+    stored = curves.load_sweep(experiment, "book")
+    assert stored.stored and stored.status().startswith("tiny: 4 of 6 runs finished")
+    assert "lr3: 2 of 3 seeds" in stored.status()
+    assert stored.command == f"python -m om2p_lite grid --experiment {experiment}"

@@ -16,9 +16,13 @@ mean ± t₀.₉₇₅,ₙ₋₁ · s / √n, s the sample std) or mean ± one s
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import os
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,14 @@ CONFIG_COLUMNS = ("eta", "estimator", "dr", "xi", "pairing", "q_norm", "sample_s
                   "eval_episodes")
 BANDS = ("ci95", "std")
 RESULT, CONFIG, STATUS = "result.json", "config.json", "status.json"
+REPO = Path(__file__).resolve().parents[2]
+# stored results are read from here instead of data/results when set (tests of the book path)
+RESULTS_ENV = "OM2P_RESULTS_ROOT"
+# what a chapter at the smoke budget reruns: every variant, SMOKE_SEEDS seeds, tiny runs
+SMOKE_SEEDS = 2
+SMOKE_OVERRIDES: dict[str, Any] = dict(
+    data_budget="smoke", steps=20, batch_size=32, hidden=16, depth=1, critic_hidden=16,
+    critic_depth=1, eval_every=10, eval_episodes=2, log_every=5, progress=False, threads=1)
 
 
 def _read_json(path: Path) -> Any:
@@ -90,6 +102,11 @@ def load_runs(root: str | Path) -> pd.DataFrame:
             status = "failed" if st.get("status") == "failed" else "running"
             values = {k: float("nan") for k in ("return", "normalised", "s_per_step",
                                                  "wall_s")}
+        if status == "finished":  # a population's step time is shared by its members
+            members = int(res.get("population") or 1)
+            values["s_per_member_step"] = values["s_per_step"] / members
+        else:
+            values["s_per_member_step"] = float("nan")
         rows.append(keys | {"status": status} | values
                     | {c: cfg.get(c) for c in CONFIG_COLUMNS} | {"path": str(folder)})
     if not rows:
@@ -188,9 +205,13 @@ def _summary(df: pd.DataFrame, by: Sequence[str], value: str, band: str) -> pd.D
 def curve_bands(curves: pd.DataFrame, value: str = "return", band: str = "ci95",
                 ) -> pd.DataFrame:
     """Mean and band over seeds per (task, quality, algo, variant, step): columns mean, lo,
-    hi, err (half-width) and n (seeds)."""
-    return _summary(curves, [*KEYS, "step"], value, band).sort_values(
-        [*KEYS, "step"], kind="stable").reset_index(drop=True)
+    hi, err (half-width) and n (seeds); variants in the order they first appear."""
+    out = _summary(curves, [*KEYS, "step"], value, band)
+    rank = {k: i for i, k in enumerate(dict.fromkeys(zip(*(out[c] for c in KEYS),
+                                                          strict=True)))}
+    out["_rank"] = [rank[k] for k in zip(*(out[c] for c in KEYS), strict=True)]
+    return out.sort_values(["_rank", "step"], kind="stable").drop(columns="_rank") \
+        .reset_index(drop=True)
 
 
 def final_scores(runs: pd.DataFrame, value: str = "return", band: str = "ci95",
@@ -218,10 +239,11 @@ def zero_fraction(logs: pd.DataFrame, column: str = "du_dr_zero_frac") -> pd.Dat
     return pd.DataFrame(rows, columns=[*KEYS, "mean", "min", "max", "n"])
 
 
-def step_times(runs: pd.DataFrame) -> pd.DataFrame:
-    """Milliseconds per training step per variant over its finished seeds (mean, std, n)."""
+def step_times(runs: pd.DataFrame, column: str = "s_per_member_step") -> pd.DataFrame:
+    """Milliseconds per training step per variant over its finished seeds (mean, std, n):
+    per member of its population (default) or of the whole population (``s_per_step``)."""
     done = runs[runs["status"] == "finished"]
-    g = done.groupby(list(KEYS), sort=False)["s_per_step"]
+    g = done.groupby(list(KEYS), sort=False)[column]
     out = pd.DataFrame({"ms_mean": 1e3 * g.mean(), "ms_std": 1e3 * g.std(ddof=1),
                         "n": g.count()})
     return out.reset_index()
@@ -419,3 +441,125 @@ def sweep_frames(stats: pd.DataFrame, sweep: Mapping[str, str],
                                                   (fixed or {}).items()}
               for variant, label in sweep.items()}
     return steps, frames
+
+
+def _in_order(df: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
+    """Rows sorted (stably) by the position of their variant in ``order``."""
+    rank = {v: i for i, v in enumerate(order)}
+    return df.sort_values("variant", key=lambda c: c.map(rank).fillna(len(rank)),
+                          kind="stable").reset_index(drop=True)
+
+
+@dataclass
+class Sweep:
+    """An experiment's runs as a chapter reads them: stored results at the book budget, a
+    tiny rerun at smoke. Frames are in the experiment file's variant order."""
+
+    name: str  # the experiment file's stem, e.g. fig2_dr
+    experiment: Path
+    root: Path  # the results folder read
+    budget: str
+    stored: bool  # True: stored results; False: rerun tiny just now
+    doc: dict[str, Any]
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+    logs: pd.DataFrame
+    counts: pd.DataFrame
+    order: list[str] = field(default_factory=list)
+
+    @property
+    def command(self) -> str:
+        """The command that makes (or finishes) the stored results."""
+        try:
+            path = self.experiment.resolve().relative_to(REPO).as_posix()
+        except ValueError:
+            path = self.experiment.as_posix()
+        return f"python -m om2p_lite grid --experiment {path}"
+
+    def status(self) -> str:
+        """One line: which results these are and how complete."""
+        where = (f"stored results in {self.root.name}/, made by `{self.command}`"
+                 if self.stored else f"a tiny rerun at the {self.budget} budget "
+                 f"({SMOKE_SEEDS} seeds, {self.runs['steps'].max():.0f} steps), not the "
+                 f"book's results")
+        return f"{self.name}: {completeness(self.counts)}; {where}"
+
+
+def stored_results(experiment: str | Path) -> Path:
+    """Where the stored results of ``experiment`` live: its ``results_dir`` below the
+    repository, or below ``$OM2P_RESULTS_ROOT`` when that is set."""
+    from om2p_lite.rl.experiment import load_experiment
+
+    results_dir = Path(load_experiment(experiment).get("results_dir", "data/results/main"))
+    if os.environ.get(RESULTS_ENV):
+        return Path(os.environ[RESULTS_ENV]) / results_dir.name
+    return results_dir if results_dir.is_absolute() else REPO / results_dir
+
+
+def load_sweep(experiment: str | Path, budget: str | None = None,
+               smoke_overrides: Mapping[str, Any] | None = None,
+               log_columns: Sequence[str] = ("du_dr_zero_frac",)) -> Sweep:
+    """The runs of ``experiment`` for a chapter: at the ``smoke`` budget every variant is
+    rerun tiny (``SMOKE_OVERRIDES``, ``SMOKE_SEEDS`` seeds) into a temporary folder through
+    ``run_experiment``, the library call the grid command makes; at ``book`` / ``full`` the
+    stored results are read (``stored_results``). Runs that fail are kept as 'failed'."""
+    from om2p_lite.rl.experiment import ExperimentFailed, load_experiment, run_experiment
+    from om2p_lite.runtime.budget import get_budget
+
+    name = get_budget(budget).name
+    experiment = Path(experiment)
+    doc = load_experiment(experiment)
+    order = list(doc.get("variants") or [""])
+    if name == "smoke":
+        doc = copy.deepcopy(doc)
+        doc["grid"]["seeds"] = doc["grid"]["seeds"][:SMOKE_SEEDS]
+        root = Path(tempfile.mkdtemp(prefix=f"om2p-{experiment.stem}-"))
+        try:
+            run_experiment(doc, results_dir=root,
+                           overrides=SMOKE_OVERRIDES | dict(smoke_overrides or {}))
+        except ExperimentFailed:
+            pass  # recorded in the failed runs' status.json; load_runs reports them
+    else:
+        root = stored_results(experiment)
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"{root}: no stored results of {experiment.name}. Fix: run `python -m "
+                f"om2p_lite grid --experiment data/experiments/{experiment.name}` (its cost "
+                f"is at the top of the file), or read a tiny rerun with OM2P_BUDGET=smoke")
+    runs = _in_order(load_runs(root), order)
+    return Sweep(name=experiment.stem, experiment=experiment, root=root, budget=name,
+                 stored=name != "smoke", doc=doc, runs=runs,
+                 curves=_in_order(load_curves(root), order),
+                 logs=_in_order(load_train_logs(root, log_columns), order),
+                 counts=run_counts(runs, doc), order=order)
+
+
+def variant_settings(runs: pd.DataFrame) -> pd.DataFrame:
+    """The config fields (``CONFIG_COLUMNS``) of each variant, from its first run."""
+    return runs.drop_duplicates("variant").set_index("variant")[list(CONFIG_COLUMNS)]
+
+
+def comparison_text(compared: pd.DataFrame, labels: Mapping[str, str] | None = None,
+                    what: str = "final return", alpha: float = 0.05) -> str:
+    """A sentence built from ``compare_to``: each variant against the reference (mean ±
+    band half-width, verdict, Welch's p), then which variant has the highest mean and
+    whether its lead over the reference is beyond noise."""
+    names = dict(labels or {})
+    label = lambda v: names.get(v, v)  # noqa: E731
+    ref = compared[compared["verdict"] == "reference"]
+    if ref.empty:
+        raise ValueError("compared: no reference row. Fix: pass the frame compare_to returns")
+    ref_row = ref.iloc[0]
+    parts = [f"{label(r.variant)} {r.mean:.2f} ± {r.err:.2f} ({r.verdict}, p = {r.p:.2f})"
+             for r in compared.itertuples() if r.verdict != "reference"]
+    best = compared.loc[compared["mean"].idxmax()]
+    if best["verdict"] == "reference":
+        tail = f"{label(best['variant'])} itself has the highest mean."
+    elif best["verdict"] == "higher":
+        tail = (f"The highest mean is {label(best['variant'])}'s, above "
+                f"{label(ref_row['variant'])} beyond noise (p = {best['p']:.2f} < {alpha}).")
+    else:
+        tail = (f"The highest mean is {label(best['variant'])}'s, but its lead over "
+                f"{label(ref_row['variant'])} is within noise (p = {best['p']:.2f}).")
+    return (f"Against {label(ref_row['variant'])} ({what} {ref_row['mean']:.2f} ± "
+            f"{ref_row['err']:.2f}, n = {ref_row['n']}): " + "; ".join(parts) + ". " + tail)
