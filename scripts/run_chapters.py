@@ -64,7 +64,8 @@ def run_chapter(path: Path, cell_timeout: int) -> dict:
     try:
         client.execute()
     except (CellExecutionError, CellTimeoutError) as exc:
-        status, error = "failed", (str(exc).strip().splitlines() or ["?"])[-1][:300]
+        lines = [ln for ln in str(exc).splitlines() if ln.strip()] or ["?"]
+        status, error = "failed", f"code cell {len(cell_seconds)}: {lines[-1][:300]}"
     except Exception as exc:  # a kernel that dies or will not start
         status, error = "failed", f"{type(exc).__name__}: {exc}"[:300]
     seconds = time.perf_counter() - t0
