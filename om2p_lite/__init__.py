@@ -37,6 +37,8 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "rl.config", "budget_config": "rl.config", "PrecisionWarning": "rl.config",
     "StackedCritic": "rl.critics", "normalised_q_loss": "rl.critics",
     "train": "rl.train",
+    "load_experiment": "rl.experiment", "experiment_runs": "rl.experiment",
+    "run_experiment": "rl.experiment", "ExperimentFailed": "rl.experiment",
     "evaluate_agent": "rl.evaluate",
     "load_results": "rl.results", "results_table": "rl.results",
     "table_markdown": "rl.results", "table_html": "rl.results",
