@@ -1,7 +1,9 @@
 # om2p-lite: build the book, run the tests.  `make help` lists the targets.
-#   make book   -> _build/html/index.html  (OM2P_BUDGET=book unless set)
-#   make test   -> lint, no stored outputs, unit tests, every chapter at smoke budget,
-#                  smoke build of the book and a headless-browser check of its pages
+#   make book   -> _build/html/index.html  (OM2P_BUDGET=book unless set); chapters whose
+#                  code did not change come from the execution cache of that budget
+#   make test   -> lint, no stored outputs, unit tests (with the Colab and JupyterLab
+#                  launch tests), every chapter at smoke budget, smoke build of the book
+#                  and a headless-browser check of its pages
 
 SHELL        := /bin/bash
 .SHELLFLAGS  := -eu -o pipefail -c
@@ -19,15 +21,41 @@ CHROMIUM     ?= /usr/bin/chromium
 OM2P_BUDGET  ?= book
 NOTEBOOKS    := $(sort $(wildcard book/*.ipynb))
 NBVAL_WORKERS ?= 2
+# --all re-reads every page, so a chapter that failed before is executed again (the cache
+# serves the ones that passed); -W --keep-going turns any warning, a failed cell among
+# them, into a failed build after every page was tried.
 JB_FLAGS     := --builder html --all -W --keep-going
+BUDGETS      := smoke book full
+ifeq ($(filter $(OM2P_BUDGET),$(BUDGETS)),)
+$(error OM2P_BUDGET=$(OM2P_BUDGET): not a budget. Fix: one of $(BUDGETS))
+endif
+# REEXECUTE=1 empties the budget's execution cache first (e.g. after changing the library:
+# the cache is keyed on the notebooks' code only).
+REEXECUTE    ?=
+GPU_RECORD   ?= data/results/gpu/smoke-$(shell date +%Y%m%d-%H%M%S).json
 
-# Builds and tests are static: chapters skip their live ipywidgets (om2p_lite.book.widgets).
+# Builds and tests are static: chapters skip their live ipywidgets (om2p_lite.book.widgets);
+# tests/test_jupyterlab_widgets.py unsets it for the live sliders.
 export OM2P_STATIC := 1
 
 # Tools, kernels and scripts all come from the project's virtualenv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup book test lint unit nbval browser-check bench bench-gpu results table hooks clean
+.PHONY: help setup book test test-gpu lint unit nbval browser-check sync bench bench-gpu \
+        results table hooks clean
+
+# $(call jb_build,BUDGET): build the book at BUDGET into _build/BUDGET (its execution cache
+# in _build/BUDGET/_build/.jupyter_cache). On failure the half-built site is moved to
+# _build/BUDGET/_build/html-failed, so no complete-looking site is left, and make fails.
+define jb_build
+rm -rf _build/$(1)/_build/html-failed
+$(if $(REEXECUTE),rm -rf _build/$(1)/_build/.jupyter_cache)
+OM2P_BUDGET=$(1) $(BIN)/jupyter-book build . $(JB_FLAGS) --path-output _build/$(1) || { \
+  if [ -d _build/$(1)/_build/html ]; then \
+    mv _build/$(1)/_build/html _build/$(1)/_build/html-failed; fi; \
+  echo "book: FAILED at OM2P_BUDGET=$(1) (errors above). No site was written; the" \
+       "unfinished pages are in _build/$(1)/_build/html-failed"; exit 1; }
+endef
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -47,9 +75,14 @@ $(STAMP): pyproject.toml
 	fi
 	@touch $@
 
-book: setup  ## build the book at OM2P_BUDGET (default book) into _build/html
-	OM2P_BUDGET=$(OM2P_BUDGET) $(BIN)/jupyter-book build . $(JB_FLAGS)
-	@echo "book: open _build/html/index.html"
+book: setup  ## build the book at OM2P_BUDGET (default book) into _build/html (cached)
+	@rm -rf _build/html
+	$(call jb_build,$(OM2P_BUDGET))
+	ln -sfn $(OM2P_BUDGET)/_build/html _build/html
+	@echo "book: open _build/html/index.html (OM2P_BUDGET=$(OM2P_BUDGET))"
+
+# Progress bars (tqdm) are off in test logs; `make test TQDM_DISABLE=0` shows them.
+test unit nbval browser-check test-gpu: export TQDM_DISABLE ?= 1
 
 test: setup  ## lint, output check, unit tests, notebooks (smoke), browser check
 	@echo "== 1/5 ruff"
@@ -63,11 +96,15 @@ test: setup  ## lint, output check, unit tests, notebooks (smoke), browser check
 	@echo "== 5/5 smoke build of the book and browser check"
 	$(MAKE) --no-print-directory browser-check
 
-lint: setup  ## ruff and the no-outputs check
+lint: setup  ## ruff, the no-outputs check, setup cells in step with pyproject
 	$(BIN)/ruff check .
 	$(PY) scripts/check_no_outputs.py
+	$(PY) scripts/sync_setup.py --check
 
-unit: setup  ## pytest over tests/
+sync:  ## write the repository URL from pyproject.toml into _config.yml and the setup cells
+	$(PY) scripts/sync_setup.py
+
+unit: setup  ## pytest over tests/ (with the Colab and JupyterLab launch tests)
 	$(BIN)/pytest tests -n auto
 
 nbval: setup  ## run every book/*.ipynb at OM2P_BUDGET=smoke, one kernel per notebook
@@ -77,9 +114,23 @@ nbval: setup  ## run every book/*.ipynb at OM2P_BUDGET=smoke, one kernel per not
 	  -n $(NBVAL_WORKERS) --dist loadfile -p no:cacheprovider -v $(NOTEBOOKS)
 
 browser-check: setup  ## build the book at smoke budget into _build/smoke, open it in Chromium
-	OM2P_BUDGET=smoke $(BIN)/jupyter-book build . $(JB_FLAGS) --path-output _build/smoke
+	$(call jb_build,smoke)
 	$(PY) scripts/browser_check.py --html _build/smoke/_build/html --screenshots _build \
 	  --chromium $(CHROMIUM)
+
+test-gpu: setup  ## on CUDA: unit tests and every chapter at smoke; record in data/results/gpu
+	@$(PY) -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else \
+	  'test-gpu: torch sees no CUDA device. Fix: run it on a GPU machine with a CUDA build' \
+	  ' of torch (make setup TORCH_SPEC= keeps the one you installed)')"
+	@set +e; \
+	OM2P_DEVICE=cuda OM2P_BUDGET=smoke $(BIN)/pytest tests -q -p no:cacheprovider \
+	  --ignore=tests/test_colab_launch.py --ignore=tests/test_jupyterlab_widgets.py; \
+	unit=$$?; \
+	OM2P_DEVICE=cuda OM2P_BUDGET=smoke $(PY) scripts/run_chapters.py --record $(GPU_RECORD) \
+	  --note unit_tests_exit_code=$$unit; \
+	chapters=$$?; \
+	echo "test-gpu: unit tests exit $$unit, chapters exit $$chapters; record $(GPU_RECORD)"; \
+	test $$unit = 0 -a $$chapters = 0
 
 bench: setup  ## CPU benchmarks (< 10 min): ratio tables, JSON in data/results/bench
 	$(PY) bench/run_all.py
@@ -96,6 +147,6 @@ table: setup  ## print the main results table (normalised scores) from data/resu
 hooks: setup  ## strip notebook outputs on every commit (git filter from .gitattributes)
 	$(BIN)/nbstripout --install
 
-clean:  ## remove build outputs and caches (keeps .venv)
+clean:  ## remove build outputs and caches, the book's execution caches too (keeps .venv)
 	rm -rf _build .pytest_cache .ruff_cache .jupyter_cache *.egg-info
 	find . -path ./.venv -prune -o -name __pycache__ -type d -print -exec rm -rf {} +

@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="chapters to run (default: every book/NN_*.ipynb)")
     parser.add_argument("--record", type=Path, default=None, help="write the record here (JSON)")
     parser.add_argument("--cell-timeout", type=int, default=1800, help="seconds per cell")
+    parser.add_argument("--note", action="append", default=[], metavar="KEY=VALUE",
+                        help="add KEY: VALUE to the record (repeatable)")
     args = parser.parse_args(argv)
     notebooks = args.notebooks or sorted((REPO / "book").glob("[0-9][0-9]_*.ipynb"))
     missing = [str(p) for p in notebooks if not p.is_file()]
@@ -89,12 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"run_chapters: no such notebook(s): {missing}. Fix: pass book/NN_name.ipynb")
         return 2
 
+    notes = dict(n.split("=", 1) for n in args.note if "=" in n)
+    if len(notes) != len(args.note):
+        print(f"run_chapters: --note takes KEY=VALUE, got {args.note}")
+        return 2
     load_before = os.getloadavg()
     record = {"budget": os.environ.get("OM2P_BUDGET", "book"),
               "device": device_name(), "host_cpus": os.cpu_count(),
               "python": platform.python_version(), "commit": git_commit(),
               "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "load_before": [round(x, 2) for x in load_before], "chapters": []}
+              "load_before": [round(x, 2) for x in load_before], **notes, "chapters": []}
     for path in notebooks:
         result = run_chapter(path.resolve(), args.cell_timeout)
         record["chapters"].append(result)

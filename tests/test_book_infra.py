@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -211,3 +213,77 @@ def test_setup_on_colab_without_a_clone_says_how_to_fix(tmp_path, monkeypatch) -
     monkeypatch.setenv(launch.CHECKOUT_ENV, str(tmp_path / "missing"))
     with pytest.raises(RuntimeError, match="OM2P_CHECKOUT.*first cell"):
         launch.setup_chapter("01")
+
+
+# --- make book: execution cache per budget, no finished-looking site after a failure ----
+
+def mini_notebook(title: str, code: str) -> dict:
+    return {"cells": [{"cell_type": "markdown", "metadata": {}, "source": [f"# {title}"]},
+                      {"cell_type": "code", "metadata": {}, "source": [code], "outputs": [],
+                       "execution_count": None}],
+            "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                        "language": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+def make_book(book: Path, budget: str) -> tuple[subprocess.CompletedProcess, float]:
+    """`make book` in ``book`` with this repository's virtualenv (setup not redone)."""
+    venv = REPO / ".venv"
+    stamp = venv / ".setup-done"
+    t0 = time.perf_counter()
+    done = subprocess.run(["make", "-C", str(book), "book", f"VENV={venv}", f"OM2P_BUDGET={budget}",
+                           "-o", str(stamp)], capture_output=True, text=True)
+    return done, time.perf_counter() - t0
+
+
+@pytest.mark.slow
+def test_make_book_caches_per_budget_and_leaves_no_site_when_a_chapter_fails(
+        tmp_path: Path, monkeypatch) -> None:
+    """The real Makefile and _config.yml on a two-chapter book that logs each execution."""
+    if not (REPO / ".venv" / ".setup-done").is_file():
+        pytest.skip("needs `make setup` (the repository's .venv)")
+    book = tmp_path / "mini"
+    (book / "book").mkdir(parents=True)
+    for name in ("Makefile", "_config.yml", "pyproject.toml"):
+        shutil.copy(REPO / name, book / name)
+    shutil.copytree(REPO / "book" / "_ext", book / "book" / "_ext")
+    shutil.copy(REPO / "book" / "references.bib", book / "book" / "references.bib")
+    (book / "book" / "intro.md").write_text("# Mini book\n\nTwo chapters.\n")
+    (book / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                   "  - file: book/01_a\n  - file: book/02_b\n")
+    log = tmp_path / "executions.log"
+    monkeypatch.setenv("MINI_LOG", str(log))
+    code = ('import os\nopen(os.environ["MINI_LOG"], "a").write("{name} " + '
+            'os.environ["OM2P_BUDGET"] + "\\n")\n')
+    for name in ("a", "b"):
+        nb = mini_notebook(name, code.replace("{name}", name))
+        (book / "book" / f"0{'ab'.index(name) + 1}_{name}.ipynb").write_text(json.dumps(nb))
+
+    def executions() -> list[str]:
+        return log.read_text().splitlines() if log.exists() else []
+
+    first, _ = make_book(book, "smoke")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert executions() == ["a smoke", "b smoke"]
+    assert (book / "_build" / "html" / "index.html").is_file()
+    assert (book / "_build" / "smoke" / "_build" / ".jupyter_cache").is_dir()
+
+    again, seconds = make_book(book, "smoke")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert executions() == ["a smoke", "b smoke"], "an unchanged chapter was executed again"
+    assert seconds < 60
+
+    other, _ = make_book(book, "book")  # another budget: its own cache, so both run
+    assert other.returncode == 0, other.stdout[-3000:]
+    assert executions()[2:] == ["a book", "b book"]
+    assert (book / "_build" / "html").resolve() == (book / "_build/book/_build/html").resolve()
+
+    broken = mini_notebook("b", code.replace("{name}", "b") + "raise RuntimeError('broken')")
+    (book / "book" / "02_b.ipynb").write_text(json.dumps(broken))
+    failed, _ = make_book(book, "smoke")
+    assert failed.returncode != 0
+    assert executions()[4:] == ["b smoke"], "only the changed chapter runs again"
+    assert "book: FAILED at OM2P_BUDGET=smoke" in failed.stdout
+    assert not (book / "_build" / "html").exists(), "a site was left after a failed build"
+    assert not (book / "_build" / "smoke" / "_build" / "html").exists()
+    assert (book / "_build" / "smoke" / "_build" / "html-failed").is_dir()
