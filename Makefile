@@ -81,8 +81,9 @@ book: setup  ## build the book at OM2P_BUDGET (default book) into _build/html (c
 	ln -sfn $(OM2P_BUDGET)/_build/html _build/html
 	@echo "book: open _build/html/index.html (OM2P_BUDGET=$(OM2P_BUDGET))"
 
-# Progress bars (tqdm) are off in test logs; `make test TQDM_DISABLE=0` shows them.
-test unit nbval browser-check test-gpu: export TQDM_DISABLE ?= 1
+# Progress bars (tqdm) are off in test logs and in the static book's pages (a frozen bar
+# helps no reader); `make test TQDM_DISABLE=0` shows them. `make results`/`bench` keep them.
+test unit nbval browser-check test-gpu book: export TQDM_DISABLE ?= 1
 
 test: setup  ## lint, output check, unit tests, notebooks (smoke), browser check
 	@echo "== 1/5 ruff"

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -287,3 +288,27 @@ def test_make_book_caches_per_budget_and_leaves_no_site_when_a_chapter_fails(
     assert not (book / "_build" / "html").exists(), "a site was left after a failed build"
     assert not (book / "_build" / "smoke" / "_build" / "html").exists()
     assert (book / "_build" / "smoke" / "_build" / "html-failed").is_dir()
+
+
+def test_toy_fit_progress_bar_is_opt_in_and_changes_nothing(capsys, monkeypatch) -> None:
+    import tqdm.auto
+
+    from om2p_lite.book.toys import toy_joint_actions
+    from om2p_lite.book.toytrain import fit_toy
+
+    shown: list[dict] = []
+    real = tqdm.auto.tqdm
+
+    def spy(*args, **kwargs):
+        shown.append(kwargs)
+        return real(*args, **{**kwargs, "disable": False})
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", spy)
+    data = toy_joint_actions(256, "ring", generator=torch.Generator().manual_seed(0))
+    kwargs = dict(steps=5, batch=16, hidden=8, depth=1, seed=0)
+    quiet = fit_toy("flow", data, **kwargs)
+    assert not shown and "step" not in capsys.readouterr().err
+    loud = fit_toy("flow", data, progress=True, **kwargs)
+    assert len(shown) == 1 and shown[0]["leave"] is False
+    assert "flow toy" in capsys.readouterr().err
+    assert loud.losses == quiet.losses  # the bar draws no random numbers

@@ -6,7 +6,7 @@ Not the multi-agent trainer: one network, one fixed data set, no critic.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -76,14 +76,16 @@ def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256
             ratio: float = 0.25, pairing: str = "sorted", seed: int = 0,
             device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
             eval_every: int = 0,
-            eval_steps: int = 1, eval_samples: int = 1000) -> ToyFit:
+            eval_steps: int = 1, eval_samples: int = 1000, progress: bool = False) -> ToyFit:
     """Train one toy policy on ``data`` (N, act_dim) and return it with its losses.
 
     ``flow`` draws r from ξ and regresses the instantaneous velocity; ``meanflow`` draws
     (r, t) pairs from ξ (``pairing``, ``ratio``: see ``sample_r_t``) and uses the chosen du/dr
     estimator.
     With ``eval_every`` > 0 it logs the sliced Wasserstein distance of ``eval_steps``-step
-    samples to the data at step 0 and every ``eval_every`` steps.
+    samples to the data at step 0 and every ``eval_every`` steps. ``progress`` shows a tqdm
+    bar over the steps (a widget in Jupyter and Colab) that disappears when the fit is done;
+    ``TQDM_DISABLE=1`` in the environment turns it off (the Makefile's tests and book builds).
     """
     if method not in TOY_METHODS:
         raise ValueError(f"unknown toy method {method!r}: choose one of {TOY_METHODS}")
@@ -113,7 +115,7 @@ def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256
     start = time.perf_counter()
     if eval_every:
         evaluate(0)
-    for step in range(1, steps + 1):
+    for step in _steps(steps, progress, f"{method} toy"):
         idx = torch.randint(len(data), (batch,), generator=gen).to(device)
         a = data[idx]  # (B, act_dim)
         o = no_obs(batch, device).to(dtype)
@@ -137,3 +139,12 @@ def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256
             evaluate(step)
     fit.seconds = time.perf_counter() - start
     return fit
+
+
+def _steps(steps: int, progress: bool, desc: str) -> Iterable[int]:
+    """``range(1, steps + 1)``, wrapped in a transient tqdm bar when ``progress``."""
+    if not progress:
+        return range(1, steps + 1)
+    from tqdm.auto import tqdm
+
+    return tqdm(range(1, steps + 1), desc=desc, unit="step", leave=False, mininterval=0.5)
