@@ -312,3 +312,18 @@ def test_toy_fit_progress_bar_is_opt_in_and_changes_nothing(capsys, monkeypatch)
     assert len(shown) == 1 and shown[0]["leave"] is False
     assert "flow toy" in capsys.readouterr().err
     assert loud.losses == quiet.losses  # the bar draws no random numbers
+
+
+def test_environment_yml_installs_what_every_chapter_needs() -> None:
+    import yaml
+
+    from om2p_lite.book.launch import chapter_extras
+
+    env = yaml.safe_load((REPO / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    project = [line for line in pip if line.startswith("-e .[")]
+    assert len(project) == 1, pip
+    extras = set(project[0].removeprefix("-e .[").removesuffix("]").split(","))
+    needed = {"book"} | {e for p in (REPO / "book").glob("[0-9][0-9]_*.ipynb")
+                         for e in chapter_extras(p.name[:2])}
+    assert needed <= extras, f"environment.yml lacks the extra(s) {needed - extras}"
