@@ -254,3 +254,13 @@ def test_sweep_reruns_tiny_at_smoke_and_reads_stored_results_at_book(tmp_path: P
     assert stored.stored and stored.status().startswith("tiny: 4 of 6 runs finished")
     assert "lr3: 2 of 3 seeds" in stored.status()
     assert stored.command == f"python -m om2p_lite grid --experiment {experiment}"
+
+
+def test_ablation_text_counts_the_components_that_matter(root: Path):
+    table = curves.compare_to(curves.load_runs(root), "jvp")
+    text = curves.ablation_text(table, labels={"fd_1e-8": "tiny Δr"})
+    assert text.startswith("Removing a component lowers the return beyond noise for 1 of "
+                           "3 ablations (tiny Δr); fd_1e-3, zero: same within noise")
+    assert text.endswith("does not hold here for every component.")
+    with pytest.raises(ValueError, match="no reference row"):
+        curves.ablation_text(table[table["verdict"] != "reference"])

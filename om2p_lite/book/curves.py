@@ -563,3 +563,27 @@ def comparison_text(compared: pd.DataFrame, labels: Mapping[str, str] | None = N
                 f"{label(ref_row['variant'])} is within noise (p = {best['p']:.2f}).")
     return (f"Against {label(ref_row['variant'])} ({what} {ref_row['mean']:.2f} ± "
             f"{ref_row['err']:.2f}, n = {ref_row['n']}): " + "; ".join(parts) + ". " + tail)
+
+
+def ablation_text(compared: pd.DataFrame, labels: Mapping[str, str] | None = None) -> str:
+    """Which variants end lower than the reference beyond noise, which within noise and
+    which higher, as a sentence (the paper's Fig. 4 claim: removing any component lowers
+    the return)."""
+    names = dict(labels or {})
+    ref = compared.loc[compared["verdict"] == "reference", "variant"]
+    if ref.empty:
+        raise ValueError("compared: no reference row. Fix: pass the frame compare_to returns")
+    others = compared[compared["verdict"] != "reference"]
+    groups = {word: [names.get(v, v) for v in others.loc[others["verdict"] == word,
+                                                          "variant"]]
+              for word in ("lower", "same within noise", "higher")}
+    lower = groups["lower"]
+    text = (f"Removing a component lowers the return beyond noise for {len(lower)} of "
+            f"{len(others)} ablations" + (f" ({', '.join(lower)})" if lower else ""))
+    for word in ("same within noise", "higher"):
+        if groups[word]:
+            text += f"; {', '.join(groups[word])}: {word}"
+    ref_name = names.get(ref.iloc[0], ref.iloc[0])
+    verdict = ("holds here for every component" if len(lower) == len(others) else
+               "does not hold here for every component")
+    return f"{text} (each against {ref_name}). The paper's claim {verdict}."
