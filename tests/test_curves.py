@@ -264,3 +264,50 @@ def test_ablation_text_counts_the_components_that_matter(root: Path):
     assert text.endswith("does not hold here for every component.")
     with pytest.raises(ValueError, match="no reference row"):
         curves.ablation_text(table[table["verdict"] != "reference"])
+
+
+def test_plateau_check_tells_flat_from_rising():
+    def rows(values_by_seed):
+        return pd.DataFrame([{"seed": s, "step": step, "return": v}
+                             for s, vals in values_by_seed.items()
+                             for step, v in zip((0, 500, 1000, 1500, 2000), vals,
+                                                strict=True)])
+    rising = curves.plateau_check(rows({s: [0, 1, 2, 3 + 0.1 * s, 5 + 0.2 * s]
+                                        for s in range(5)}))
+    assert (rising["step_a"], rising["step_b"]) == (1500, 2000) and not rising["flat"]
+    assert "still rising" in rising["text"] and rising["mean_b"] == pytest.approx(5.4)
+    flat = curves.plateau_check(rows({s: [0, 4, 5, 5 + (-1) ** s, 5 - (-1) ** s]
+                                      for s in range(5)}))
+    assert flat["flat"] and "flat within noise" in flat["text"]
+    with pytest.raises(ValueError, match="no rows"):
+        curves.plateau_check(rows({})[:0])
+
+
+def test_score_matrix_and_algo_costs_build_the_main_table():
+    rows = []
+    for task, quality, algo, vals in (("world", "expert", "bc", [90.0, 110.0]),
+                                      ("world", "expert", "om2p", [100.0]),
+                                      ("world", "random", "om2p", [5.0, 7.0]),
+                                      ("halfcheetah", "expert", "om2p", [50.0, 50.0])):
+        for seed, v in enumerate(vals):
+            rows.append({"task": task, "quality": quality, "algo": algo, "variant": "",
+                         "seed": seed, "status": "finished", "normalised": v,
+                         "s_per_member_step": 0.01 if task == "world" else 0.02,
+                         "steps": 360})
+    runs = pd.DataFrame(rows)
+    labels, cols, z, text = curves.score_matrix(runs)
+    assert labels == ["halfcheetah expert", "world random", "world expert"]
+    assert cols == ["om2p", "bc"]  # the table's algorithm order
+    assert z[2].tolist() == [100.0, 100.0] and math.isnan(z[0, 1])
+    assert text[2][1] == "100 ± 14 (2)" and text[0][1] == "–"
+    costs = curves.algo_costs(runs).set_index("algo")
+    assert costs.loc["om2p", "ms_mpe"] == pytest.approx(10.0)
+    assert costs.loc["om2p", "ms_halfcheetah"] == pytest.approx(20.0)
+    assert costs.loc["om2p", "hours"] == pytest.approx((3 * 3.6 + 2 * 7.2) / 3600)
+    assert math.isnan(costs.loc["bc", "ms_halfcheetah"]) and costs.loc["bc", "runs"] == 2
+
+
+def test_smoke_grid_must_name_grid_entries(tmp_path: Path):
+    with pytest.raises(ValueError, match="smoke_grid: unknown"):
+        curves.load_sweep(Path(__file__).parents[1] / "data" / "experiments" /
+                          "main_book.toml", "smoke", smoke_grid={"seeds": [0]})

@@ -498,11 +498,13 @@ def stored_results(experiment: str | Path) -> Path:
 
 def load_sweep(experiment: str | Path, budget: str | None = None,
                smoke_overrides: Mapping[str, Any] | None = None,
+               smoke_grid: Mapping[str, list[Any]] | None = None,
                log_columns: Sequence[str] = ("du_dr_zero_frac",)) -> Sweep:
     """The runs of ``experiment`` for a chapter: at the ``smoke`` budget every variant is
-    rerun tiny (``SMOKE_OVERRIDES``, ``SMOKE_SEEDS`` seeds) into a temporary folder through
-    ``run_experiment``, the library call the grid command makes; at ``book`` / ``full`` the
-    stored results are read (``stored_results``). Runs that fail are kept as 'failed'."""
+    rerun tiny (``SMOKE_OVERRIDES``, ``SMOKE_SEEDS`` seeds, ``smoke_grid`` replacing [grid]
+    entries such as the tasks) into a temporary folder through ``run_experiment``, the
+    library call the grid command makes; at ``book`` / ``full`` the stored results are
+    read (``stored_results``). Runs that fail are kept as 'failed'."""
     from om2p_lite.rl.experiment import ExperimentFailed, load_experiment, run_experiment
     from om2p_lite.runtime.budget import get_budget
 
@@ -512,6 +514,11 @@ def load_sweep(experiment: str | Path, budget: str | None = None,
     order = list(doc.get("variants") or [""])
     if name == "smoke":
         doc = copy.deepcopy(doc)
+        unknown = sorted(set(smoke_grid or {}) - {"algos", "tasks", "qualities"})
+        if unknown:
+            raise ValueError(f"smoke_grid: unknown key(s) {unknown}. Fix: replace only "
+                             f"algos, tasks or qualities")
+        doc["grid"].update(smoke_grid or {})
         doc["grid"]["seeds"] = doc["grid"]["seeds"][:SMOKE_SEEDS]
         root = Path(tempfile.mkdtemp(prefix=f"om2p-{experiment.stem}-"))
         try:
@@ -587,3 +594,74 @@ def ablation_text(compared: pd.DataFrame, labels: Mapping[str, str] | None = Non
     verdict = ("holds here for every component" if len(lower) == len(others) else
                "does not hold here for every component")
     return f"{text} (each against {ref_name}). The paper's claim {verdict}."
+
+
+def plateau_check(curves: pd.DataFrame, at: float = 0.75, value: str = "return",
+                  alpha: float = 0.05) -> dict[str, Any]:
+    """Has one learning curve (the rows of one variant, several seeds) flattened? Compares
+    each seed's ``value`` at the last step with its value at the evaluation nearest to
+    ``at`` × the last step (paired t-test over seeds); 'flat' unless the end is higher
+    beyond noise. Returns the two steps, their means, the p-value, the verdict and text."""
+    if curves.empty:
+        raise ValueError("curves: no rows. Fix: pass the curve rows of one finished variant")
+    steps = sorted(curves["step"].unique())
+    last = steps[-1]
+    early = min(steps[:-1] or steps, key=lambda s: abs(s - at * last))
+    wide = curves.pivot_table(index="seed", columns="step", values=value)[[early, last]]
+    wide = wide.dropna()
+    a, b = wide[early].to_numpy(), wide[last].to_numpy()
+    p = float("nan")
+    if len(a) >= 2 and np.any(a != b):
+        from scipy.stats import ttest_rel
+
+        p = float(ttest_rel(b, a).pvalue)
+    rising = bool(p < alpha and b.mean() > a.mean())
+    text = (f"mean {value} {a.mean():.2f} at step {early} and {b.mean():.2f} at step "
+            f"{last} (paired t-test over {len(a)} seeds, p = {p:.2f}): "
+            + ("still rising" if rising else "flat within noise"))
+    return {"step_a": int(early), "step_b": int(last), "mean_a": float(a.mean()),
+            "mean_b": float(b.mean()), "p": p, "flat": not rising, "text": text}
+
+
+def score_matrix(runs: pd.DataFrame, value: str = "normalised",
+                 algos: Sequence[str] | None = None,
+                 ) -> tuple[list[str], list[str], np.ndarray, list[list[str]]]:
+    """The main table as a heatmap's inputs: rows 'task quality', columns algorithms, the
+    mean ``value`` over finished seeds (NaN where none) and 'mean ± std (n)' texts."""
+    from om2p_lite.rl.results import ORDER, QUALITY_ORDER
+
+    done = runs[runs["status"] == "finished"]
+    present = list(dict.fromkeys(done["algo"]))
+    cols = list(algos) if algos else [a for a in ORDER if a in present] + \
+        [a for a in present if a not in ORDER]
+    qrank = {q: i for i, q in enumerate(QUALITY_ORDER)}
+    cells = sorted({(t, q) for t, q in zip(done["task"], done["quality"], strict=True)},
+                   key=lambda tq: (tq[0], qrank.get(tq[1], 99)))
+    z = np.full((len(cells), len(cols)), np.nan)
+    text = [["–"] * len(cols) for _ in cells]
+    for i, (task, quality) in enumerate(cells):
+        for j, algo in enumerate(cols):
+            x = done.loc[(done["task"] == task) & (done["quality"] == quality)
+                         & (done["algo"] == algo), value].to_numpy(dtype=float)
+            x = x[np.isfinite(x)]
+            if len(x):
+                z[i, j] = x.mean()
+                sd = x.std(ddof=1) if len(x) > 1 else 0.0
+                text[i][j] = f"{x.mean():.0f} ± {sd:.0f} ({len(x)})"
+    return [f"{t} {q}" for t, q in cells], cols, z, text
+
+
+def algo_costs(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per algorithm: ms per training step and member on MPE tasks and on HalfCheetah, and
+    the CPU-hours its finished runs took (steps × time per member step)."""
+    done = runs[runs["status"] == "finished"].assign(
+        family=lambda d: np.where(d["task"] == "halfcheetah", "halfcheetah", "mpe"),
+        seconds=lambda d: d["s_per_member_step"] * d["steps"].astype(float))
+    rows = []
+    for algo, block in done.groupby("algo", sort=False):
+        mpe = block.loc[block["family"] == "mpe", "s_per_member_step"]
+        hc = block.loc[block["family"] == "halfcheetah", "s_per_member_step"]
+        rows.append({"algo": algo, "ms_mpe": 1e3 * mpe.mean() if len(mpe) else float("nan"),
+                     "ms_halfcheetah": 1e3 * hc.mean() if len(hc) else float("nan"),
+                     "hours": block["seconds"].sum() / 3600, "runs": len(block)})
+    return pd.DataFrame(rows, columns=["algo", "ms_mpe", "ms_halfcheetah", "hours", "runs"])
