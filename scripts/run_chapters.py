@@ -7,7 +7,8 @@ measure how long each chapter takes at a budget (the numbers behind the book's c
     OM2P_DEVICE=cuda python scripts/run_chapters.py --record data/results/gpu/smoke.json
 
 The budget and device come from OM2P_BUDGET / OM2P_DEVICE as in every chapter. The record
-holds, per chapter, the status, the seconds, the slowest cell and the error's last line, plus
+holds, per chapter, the status, the wall and CPU seconds (the kernel's user + system time,
+less sensitive to a busy machine than the wall time), the slowest cell and the error, plus
 the device, the machine's load average before and after, and the git commit. Notebooks are
 executed in memory: nothing is written next to them. Exits 1 if any chapter failed.
 """
@@ -18,6 +19,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -37,6 +39,12 @@ def device_name() -> str:
     from om2p_lite.runtime.device import describe_device, pick_device
 
     return describe_device(pick_device())
+
+
+def _children_cpu() -> float:
+    """User + system CPU seconds of this process's finished, waited-for children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_chapter(path: Path, cell_timeout: int) -> dict:
@@ -59,6 +67,7 @@ def run_chapter(path: Path, cell_timeout: int) -> dict:
 
     client.on_cell_execute = before
     client.on_cell_executed = after
+    cpu0 = _children_cpu()
     t0 = time.perf_counter()
     status, error = "passed", None
     try:
@@ -69,8 +78,10 @@ def run_chapter(path: Path, cell_timeout: int) -> dict:
     except Exception as exc:  # a kernel that dies or will not start
         status, error = "failed", f"{type(exc).__name__}: {exc}"[:300]
     seconds = time.perf_counter() - t0
+    cpu = _children_cpu() - cpu0  # the kernel's CPU time: it has exited and been waited for
     slowest = max(range(len(cell_seconds)), key=cell_seconds.__getitem__, default=None)
     return {"chapter": path.name, "status": status, "seconds": round(seconds, 1),
+            "cpu_seconds": round(cpu, 1),
             "slowest_cell": None if slowest is None else
             {"index": slowest, "seconds": round(cell_seconds[slowest], 1)},
             "error": error}
@@ -104,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     for path in notebooks:
         result = run_chapter(path.resolve(), args.cell_timeout)
         record["chapters"].append(result)
-        print(f"{result['status']:6s} {result['seconds']:7.1f}s  {path.name}"
+        print(f"{result['status']:6s} {result['seconds']:7.1f}s "
+              f"(cpu {result['cpu_seconds']:.0f}s)  {path.name}"
               + (f"  ({result['error']})" if result["error"] else ""), flush=True)
     record["load_after"] = [round(x, 2) for x in os.getloadavg()]
     record["passed"] = all(c["status"] == "passed" for c in record["chapters"])
