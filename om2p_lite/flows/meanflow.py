@@ -96,6 +96,7 @@ def meanflow_loss(net: nn.Module | VelocityFn, o: torch.Tensor, a: torch.Tensor,
                   eps: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                   fd_mask: torch.Tensor | None = None, reduce: str = "mean",
                   du_dr_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
+                  logs: bool = True,
                   ) -> tuple[torch.Tensor, dict[str, float] | dict[str, torch.Tensor]]:
     """L_MF = E w ||u_θ(o, x_r, r, t) - sg(u_tgt)||²   (eq-mf-loss); returns (loss, logs).
 
@@ -103,7 +104,8 @@ def meanflow_loss(net: nn.Module | VelocityFn, o: torch.Tensor, a: torch.Tensor,
     each agent's real action dims (padding gets no velocity and no error), ``reduce='agents'``
     for the (A,) per-agent losses E_B w ||·||² and per-agent log tensors (no host sync),
     ``dr``/``fd_mask`` per agent (see ``du_dr``), and ``du_dr_fn`` for stacked networks
-    (``stacked.stacked_du_dr``). ``reduce='mean'`` gives the scalar and float logs.
+    (``stacked.stacked_du_dr``). ``reduce='mean'`` gives the scalar and float logs;
+    ``logs=False`` skips the logs (the steps a trainer does not log).
     """
     eps = torch.randn_like(a) if eps is None else eps
     x_r = interpolate(eps, a, r)  # (B, act_dim)
@@ -118,6 +120,8 @@ def meanflow_loss(net: nn.Module | VelocityFn, o: torch.Tensor, a: torch.Tensor,
         from om2p_lite.flows.stacked import batch_mean  # a mean whose bits do not depend on A
 
         loss = batch_mean(adaptive_weight(sq_err, p, c) * sq_err)  # (A,)   (eq-mf-loss)
+        if not logs:
+            return loss, {}
         with torch.no_grad():
             zero = (dudr if mask is None else dudr * mask) == 0
             return loss, {"mf_loss": batch_mean(sq_err),

@@ -50,7 +50,10 @@ def swap_axes(x: torch.Tensor, d0: int, d1: int) -> torch.Tensor:
     arrived as a strided view would make the bias-gradient sums take a path that depends
     on how many members are stacked; this way member m's arithmetic is bit for bit that
     of a network of its own (what a population of runs relies on, ``rl.population``).
+    Without a gradient to shape, a plain contiguous transpose does (no autograd node).
     """
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return x.transpose(d0, d1).contiguous()
     return _SwapAxes.apply(x, d0, d1)
 
 

@@ -85,6 +85,7 @@ class TrainConfig:
     device: str = ""  # cpu | cuda | cuda:N ("" = CUDA if available)
     progress: bool = True  # show a tqdm progress bar
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    compile: bool = False  # torch.compile the stacked networks (see bench/population.py)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:

@@ -168,6 +168,44 @@ class _Layout:
         return torch.stack(checks).all(0).tolist() if checks else [True] * n_members
 
 
+def build_population(cfgs: list[TrainConfig], dims: AgentDims, device: torch.device | str,
+                     states: list[dict[str, Any] | None] | None = None,
+                     ) -> tuple[Agent, list[Agent], _Layout]:
+    """The stacked agent of members ``cfgs`` (agent axis P·A), each member initialised
+    exactly as its own run (seeded with its seed) or loaded from ``states``.
+
+    Returns (stacked agent, the members' own agents, the layout that joins and splits
+    their states). A population of one is its own agent. With ``compile`` set, the stacked
+    networks are compiled (``Agent.compile_networks``).
+    """
+    from om2p_lite.runtime.seeding import seed_everything
+
+    cfg, P, A = cfgs[0], len(cfgs), dims.n_agents
+    states = states or [None] * P
+    if P > 1 and not AGENTS[cfg.algo].member_streams:
+        raise ValueError(f"algorithm {cfg.algo!r} draws randomness outside Agent.randn/rand, "
+                         f"so its runs cannot share a population. Fix: train them one by one")
+    singles = []
+    for c in cfgs:  # each member initialised exactly as a run of its own
+        seed_everything(c.seed)
+        singles.append(make_agent(cfg.algo, dims, c).to(device))
+    if P == 1:
+        agent = singles[0]
+        if states[0] is not None:
+            agent.load_full_state(states[0])
+        layout = _Layout.of(agent, agent)
+    else:
+        stacked_dims = AgentDims(P * A, dims.obs_dim, dims.act_dim, tuple(dims.act_dims) * P)
+        agent = make_agent(cfg.algo, stacked_dims, cfg).to(device)
+        agent.set_members(cfgs)
+        layout = _Layout.of(singles[0], agent)
+        agent.load_full_state(layout.join([s if s is not None else single.full_state()
+                                           for s, single in zip(states, singles, strict=True)]))
+    if getattr(cfg, "compile", False):
+        agent.compile_networks()
+    return agent, singles, layout
+
+
 # --- one member's bookkeeping ------------------------------------------------------------------
 
 @dataclass
@@ -257,34 +295,15 @@ def _train_group(members: list[_Member], ds: Any, device: torch.device) -> list[
 
     from om2p_lite.rl.evaluate import evaluate_population
     from om2p_lite.runtime.device import describe_device
-    from om2p_lite.runtime.seeding import seed_everything
 
     cfg = members[0].cfg
     P, dims = len(members), dims_of(ds)
-    A = dims.n_agents
-    if P > 1 and not AGENTS[cfg.algo].member_streams:
-        raise ValueError(f"algorithm {cfg.algo!r} draws randomness outside Agent.randn/rand, "
-                         f"so its runs cannot share a population. Fix: train them one by one")
-    singles, states = [], []
-    for m in members:  # each member initialised exactly as a run of its own
-        seed_everything(m.cfg.seed)
-        single = make_agent(cfg.algo, dims, m.cfg).to(device)
-        singles.append(single)
-        states.append(m.blob["agent"] if m.blob else None)
+    for m in members:
         m.batch_gen.manual_seed(m.cfg.seed + BATCH_SEED_OFFSET)
         m.noise_gen.manual_seed(m.cfg.seed + NOISE_SEED_OFFSET)
-    if P == 1:
-        agent = singles[0]
-        if states[0] is not None:
-            agent.load_full_state(states[0])
-        layout = _Layout.of(agent, agent)
-    else:
-        stacked_dims = AgentDims(P * A, dims.obs_dim, dims.act_dim, tuple(dims.act_dims) * P)
-        agent = make_agent(cfg.algo, stacked_dims, cfg).to(device)
-        agent.set_members([m.cfg for m in members])
-        layout = _Layout.of(singles[0], agent)
-        agent.load_full_state(layout.join([s if s is not None else single.full_state()
-                                           for s, single in zip(states, singles, strict=True)]))
+    agent, singles, layout = build_population([m.cfg for m in members], dims, device,
+                                              [m.blob["agent"] if m.blob else None
+                                               for m in members])
     for m in members:
         _restore_rng(m)
     agent.generators = [m.noise_gen for m in members]
@@ -368,6 +387,7 @@ def _train_group(members: list[_Member], ds: Any, device: torch.device) -> list[
     step_time, logs = 0.0, {}
     for step in bar:
         ts = time.perf_counter()
+        agent.want_logs = step % cfg.log_every == 0 or step == last
         batch = sample_population_batch(ds, gens, cfg.batch_size, device)
         logs = agent.update(batch)
         step_time += time.perf_counter() - ts

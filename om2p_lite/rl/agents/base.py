@@ -94,6 +94,8 @@ class Agent(nn.Module):
         self.n_updates = 0
         # the per-member random streams (set by the trainer); None: torch's global RNG
         self.generators: list[torch.Generator] | None = None
+        # compute the logs that cost extra passes (the trainer: only on the steps it logs)
+        self.want_logs = True
         self.set_members([cfg])
 
     def set_members(self, cfgs: Sequence[TrainConfig]) -> None:
@@ -113,6 +115,18 @@ class Agent(nn.Module):
         """One value per member → a (P·A,) tensor on the agent's device."""
         return torch.tensor(list(values), dtype=dtype).repeat_interleave(
             self.agents_per_member).to(self.act_mask.device)
+
+    def compile_networks(self) -> None:
+        """``torch.compile`` every stacked network's member-major pass (``TrainConfig.compile``).
+
+        Fuses the element-wise work around the matrix products (bias, GELU, LayerNorm) in
+        the forward and backward passes; the first steps pay the compilation.
+        """
+        from om2p_lite.flows.stacked import StackedMLP
+
+        for module in self.modules():
+            if isinstance(module, StackedMLP) and "forward_members" not in vars(module):
+                module.forward_members = torch.compile(module.forward_members, dynamic=False)
 
     def adam(self, name: str, module: nn.Module) -> torch.optim.Optimizer:
         """Register and return an Adam optimiser (lr from the config) for ``module``."""
@@ -260,8 +274,9 @@ class ActorCriticAgent(Agent):
         reg, logs = self.critic_regulariser(batch, q)
         loss_td = critic_loss(q, y, reduce="agents")  # (A,)
         self.step(self.optimizers["critic"], loss_td.sum() + reg)
-        return {"critic_loss": loss_td.detach(), "q_data": batch_mean(q.detach().mean(0)),
-                **logs}
+        if self.want_logs:
+            logs["q_data"] = batch_mean(q.detach().mean(0))
+        return {"critic_loss": loss_td.detach(), **logs}
 
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
         """The actor's loss on ``batch`` and its logs."""
@@ -330,7 +345,9 @@ class GenerativeQAgent(ActorCriticAgent):
                 q_pi = self.critic(obs, a_pi)  # (n_q, B, A)
             loss_q = normalised_q_loss(q_pi, self.q_norm, reduce="agents")  # (A,)
             loss = loss + (self.eta * loss_q).sum()  # (eq-actor-loss)
-            logs.update(q_loss=loss_q.detach(), q_pi=batch_mean(q_pi.detach().mean(0)))
+            logs["q_loss"] = loss_q.detach()
+            if self.want_logs:
+                logs["q_pi"] = batch_mean(q_pi.detach().mean(0))
         return loss, logs
 
     def member_logs(self, logs: Logs) -> list[dict[str, float]]:

@@ -66,7 +66,8 @@ class OM2PAgent(GenerativeQAgent):
         per_agent, logs = meanflow_loss(self.actor, obs, actions, r, t, self.estimator,
                                         self.dr, self.cfg.adaptive_p, eps=eps,
                                         mask=self.act_mask, fd_mask=self.fd_mask,
-                                        reduce="agents", du_dr_fn=stacked_du_dr)
+                                        reduce="agents", du_dr_fn=stacked_du_dr,
+                                        logs=self.want_logs)
         return per_agent.sum(), logs
 
     def policy(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
