@@ -217,7 +217,7 @@ def curve_bands(stats: object, group: str = "variant", labels: Mapping[str, str]
         color = PALETTE[i % len(PALETTE)]
         fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]),
                                  y=np.concatenate([_np(sub["hi"]), _np(sub["lo"])[::-1]]),
-                                 fill="toself", fillcolor=_rgba(color, 0.18),
+                                 fill="toself", fillcolor=_rgba(color, 0.18), mode="lines",
                                  line={"width": 0}, hoverinfo="skip", showlegend=False))
         label = (labels or {}).get(name, str(name))
         fig.add_trace(go.Scatter(x=x, y=_np(sub["mean"]), line={"color": color},
@@ -262,7 +262,7 @@ def bars(labels: Sequence[str], mean: object, err: object, title: str = "",
     fig = go.Figure(go.Bar(x=list(labels), y=means, marker_color=colors,
                            error_y={"type": "data", "array": _np(err), "visible": True},
                            text=list(text) if text is not None else None,
-                           textposition="outside" if text is not None else None,
+                           textposition="auto" if text is not None else None,
                            showlegend=False))
     if reference is not None:
         fig.add_hline(y=float(means[list(labels).index(reference)]),
@@ -280,12 +280,15 @@ def heatmap_table(z: object, rows: Sequence[str], cols: Sequence[str],
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.66, 0.34], horizontal_spacing=0.03,
+    widths, gap = (0.62, 0.38), 0.1
+    fig = make_subplots(rows=1, cols=2, column_widths=list(widths), horizontal_spacing=gap,
                         specs=[[{"type": "heatmap"}, {"type": "table"}]])
+    right = widths[0] * (1 - gap)  # where the heatmap's axis ends; the colour bar sits in the gap
     fig.add_trace(go.Heatmap(z=_np(z), x=list(cols), y=list(rows), text=[list(r) for r in
                                                                          cell_text],
                              texttemplate="%{text}", colorscale="RdBu", zmid=zmid,
-                             colorbar={"title": colorbar, "x": 0.64}), row=1, col=1)
+                             colorbar={"title": colorbar, "x": right + 0.01,
+                                       "xanchor": "left", "thickness": 12}), row=1, col=1)
     columns = list(zip(*side_rows, strict=True)) if side_rows else [[] for _ in side_header]
     fig.add_trace(go.Table(header={"values": list(side_header)},
                            cells={"values": [list(c) for c in columns]}), row=1, col=2)
