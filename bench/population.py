@@ -95,13 +95,15 @@ def population(algo: str, n_members: int, hidden: int, depth: int, batch: int, d
     def update() -> None:
         agent.update(fixed)
 
-    def flops() -> int:
-        """Matrix-multiply FLOPs of one update (forward and backward), counted by torch."""
+    def flops() -> float:
+        """Matrix-multiply FLOPs of one update (forward and backward), counted by torch:
+        the mean over two updates (TD3+BC's actor steps on every second one)."""
         from torch.utils.flop_counter import FlopCounterMode
 
         with FlopCounterMode(display=False) as counter:
             agent.update(fixed)
-        return counter.get_total_flops()
+            agent.update(fixed)
+        return counter.get_total_flops() / 2
 
     return {"train_step": train_step, "update": update, "flops": flops}
 

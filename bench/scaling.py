@@ -1,7 +1,7 @@
 """Scaling: time per OM2P training step and per sampled action vs number of agents and batch.
 
-Not a learning benchmark: random data of simple_spread agents' shape. All agents' policies
-(``stacked.StackedVelocityNet``) and critics (``critics.StackedCritic``) run as one batched
+Not a learning benchmark: random data of simple_spread agents' shape. The step is the
+library's ``OM2PAgent.update``, whose agents' policies and critics run as one batched
 computation; a Python loop over separate ``VelocityNet``s is timed for sampling as reference.
 Run: ``python bench/scaling.py`` (writes data/results/bench/scaling_<dev>.json)
 """
@@ -27,19 +27,10 @@ from benchlib import (
     write_json,
 )
 
-from om2p_lite.flows.meanflow import meanflow_loss
 from om2p_lite.flows.networks import VelocityNet
 from om2p_lite.flows.sampling import sample_meanflow
-from om2p_lite.flows.stacked import StackedVelocityNet
-from om2p_lite.flows.timesteps import Xi, sample_r_t
-from om2p_lite.rl.critics import (
-    StackedCritic,
-    critic_loss,
-    make_target,
-    normalised_q_loss,
-    polyak_update,
-    td_target,
-)
+from om2p_lite.rl.agents import AgentDims, make_agent
+from om2p_lite.rl.config import TrainConfig
 
 LINEAR_SLACK = 1.10  # "linear or better": t(n) / t(n0) <= 1.1 · n / n0
 
@@ -47,36 +38,22 @@ LINEAR_SLACK = 1.10  # "linear or better": t(n) / t(n0) <= 1.1 · n / n0
 def om2p_step(agents: int, batch: int, hidden: int, depth: int, estimator: str, dr: float,
               device: torch.device) -> tuple[Callable[[], None], Callable[[], torch.Tensor],
                                              Callable[[], list[torch.Tensor]]]:
-    """(full OM2P update, one-step sampler of all agents, loop-of-networks sampler)."""
-    net = StackedVelocityNet(agents, OBS_DIM, ACT_DIM, hidden, depth).to(device)
-    critic = StackedCritic(agents, OBS_DIM, ACT_DIM, hidden, depth).to(device)
-    critic_target = make_target(critic)
-    actor_opt = torch.optim.Adam(net.parameters(), lr=3e-4)
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=3e-4)
+    """(the library's OM2P ``agent.update``, one-step sampler of all agents, loop-of-networks
+    sampler). The agent: all agents' actors and critics stacked, uniform ξ, η = 1."""
+    cfg = TrainConfig(algo="om2p", batch_size=batch, hidden=hidden, depth=depth,
+                      critic_hidden=hidden, critic_depth=depth, estimator=estimator, dr=dr,
+                      xi="uniform", eta=1.0)
+    agent = make_agent("om2p", AgentDims(agents, OBS_DIM, ACT_DIM, (ACT_DIM,) * agents),
+                       cfg).to(device)
+    agent.want_logs = False  # as in training between logged steps
     o, o2 = torch.randn(2, batch, agents, OBS_DIM, device=device)
-    a = torch.rand(batch, agents, ACT_DIM, device=device) * 2 - 1
-    rew, done = torch.randn(batch, agents, device=device), torch.zeros(batch, device=device)
-    xi = Xi()
-
-    def act(obs: torch.Tensor) -> torch.Tensor:
-        eps = torch.randn(*obs.shape[:-1], ACT_DIM, device=device)  # (B, A, act)
-        return one_step_stacked(net, obs, eps)
+    data = {"obs": o, "next_obs": o2,
+            "actions": torch.rand(batch, agents, ACT_DIM, device=device) * 2 - 1,
+            "rewards": torch.randn(batch, agents, device=device),
+            "dones": torch.zeros(batch, device=device)}
 
     def step() -> None:
-        with torch.no_grad():
-            y = td_target(critic_target(o2, act(o2)), rew, done, 0.99)  # (B, A)
-        c_loss = critic_loss(critic(o, a), y)
-        critic_opt.zero_grad(set_to_none=True)
-        c_loss.backward()
-        critic_opt.step()
-        r, t = sample_r_t(batch * agents, xi, 0.25, device=device)
-        r, t = r.view(batch, agents, 1), t.view(batch, agents, 1)  # each agent its own times
-        mf, _ = meanflow_loss(net, o, a, r, t, estimator, dr)
-        a_loss = mf + normalised_q_loss(critic(o, act(o)))
-        actor_opt.zero_grad(set_to_none=True)
-        a_loss.backward()
-        actor_opt.step()
-        polyak_update(critic_target, critic, 0.005)
+        agent.update(data)
 
     separate = [VelocityNet(OBS_DIM, ACT_DIM, hidden, depth).to(device) for _ in range(agents)]
 
@@ -84,7 +61,8 @@ def om2p_step(agents: int, batch: int, hidden: int, depth: int, estimator: str, 
         return [sample_meanflow(n, o[:, i], ACT_DIM, 1) for i, n in enumerate(separate)]
 
     def stacked_sample() -> torch.Tensor:
-        return act(o)
+        eps = torch.randn(*o.shape[:-1], ACT_DIM, device=device)  # (B, A, act)
+        return one_step_stacked(agent.actor, o, eps)
 
     return step, stacked_sample, loop_sample
 
@@ -152,10 +130,9 @@ def run(args) -> dict:
                             estimator=args.estimator, dr=args.dr, batch=args.batch,
                             batch_agents=args.batch_agents, linear_slack=LINEAR_SLACK,
                             rounds=args.rounds,
-                            step="OM2P update: critic TD step (target action one-step "
-                                 "sampled) + actor mean-flow loss + η=1 Q term, all agents "
-                                 "stacked (stacked.StackedVelocityNet, "
-                                 "critics.StackedCritic)"),
+                            step="the library's OM2PAgent.update: critic TD step (target "
+                                 "action one-step sampled) + actor mean-flow loss + η=1 Q "
+                                 "term, all agents stacked"),
                **out}
     cols = ["size", "agents", "batch", "step_s", "step_us_per_sample", "sample_us_per_action",
             "size_growth", "step_growth", "sample_growth", "linear_or_better",

@@ -12,8 +12,8 @@ Two step kinds per method:
 ``full``: what an offline actor-critic update costs — a critic TD step whose target action
 is sampled from the policy, then the actor step L_gen + η L_Q with L_Q through an action
 sampled *with gradients* (1 network call for mean flow, K for flow, T for diffusion).
-Built from core pieces (``critics.StackedCritic`` with one agent, ``td_target``,
-``normalised_q_loss``), the same way for every method.
+Both are the library's own code: the agents (``OM2PAgent`` per estimator, ``FlowQAgent``,
+``DiffusionQAgent``) for one agent, ``generative_loss`` + ``Agent.step`` and ``update``.
 """
 
 from __future__ import annotations
@@ -36,20 +36,8 @@ from benchlib import (
     write_json,
 )
 
-from om2p_lite.flows.diffusion import DiffusionSchedule, diffusion_loss, sample_diffusion
-from om2p_lite.flows.flow import flow_matching_loss
-from om2p_lite.flows.meanflow import meanflow_loss
-from om2p_lite.flows.networks import VelocityNet
-from om2p_lite.flows.sampling import sample_flow, sample_meanflow
-from om2p_lite.flows.timesteps import Xi, sample_r_t
-from om2p_lite.rl.critics import (
-    StackedCritic,
-    critic_loss,
-    make_target,
-    normalised_q_loss,
-    polyak_update,
-    td_target,
-)
+from om2p_lite.rl.agents import AgentDims, make_agent
+from om2p_lite.rl.config import TrainConfig
 
 ESTIMATOR_METHODS = ("mf_jacobian", "mf_jvp", "mf_fd", "mf_zero")
 # (label, numerator, denominator, kind, quantity, minimum ratio): "B is ≥ x times cheaper"
@@ -68,55 +56,29 @@ TARGETS = [
 def build_step(method: str, kind: str, hidden: int, depth: int, batch: int,
                flow_steps: int, diffusion_steps: int, dr: float, eta: float,
                device: torch.device) -> Callable[[], None]:
-    """One training step of ``method`` ('mf_<estimator>', 'flow', 'diffusion') as a closure."""
-    net = VelocityNet(OBS_DIM, ACT_DIM, hidden, depth).to(device)
-    actor_opt = torch.optim.Adam(net.parameters(), lr=3e-4)
-    o, o2 = torch.randn(2, batch, OBS_DIM, device=device)
-    a = torch.rand(batch, ACT_DIM, device=device) * 2 - 1
-    rew, done = torch.randn(batch, 1, device=device), torch.zeros(batch, device=device)
-    xi, schedule = Xi(), DiffusionSchedule(diffusion_steps)
-
-    def gen_loss() -> torch.Tensor:
-        if method.startswith("mf_"):
-            r, t = sample_r_t(batch, xi, 0.25, device=device)
-            return meanflow_loss(net, o, a, r, t, method[3:], dr)[0]
-        if method == "flow":
-            return flow_matching_loss(net, o, a, torch.rand(batch, 1, device=device))
-        return diffusion_loss(net, o, a, schedule)
-
-    def act(obs: torch.Tensor) -> torch.Tensor:
-        if method.startswith("mf_"):
-            return sample_meanflow(net, obs, ACT_DIM, 1)
-        if method == "flow":
-            return sample_flow(net, obs, ACT_DIM, flow_steps)
-        return sample_diffusion(net, obs, ACT_DIM, schedule)
-
-    if kind == "loss":
+    """One training step of ``method`` ('mf_<estimator>', 'flow', 'diffusion') as a closure:
+    the library's agent (OM2P, Flow+Q, Diffusion+Q) for one simple_spread agent."""
+    algo = "om2p" if method.startswith("mf_") else {"flow": "flowq",
+                                                    "diffusion": "diffusionq"}[method]
+    cfg = TrainConfig(algo=algo, batch_size=batch, hidden=hidden, depth=depth,
+                      critic_hidden=hidden, critic_depth=depth, xi="uniform", ratio=0.25,
+                      estimator=method[3:] if algo == "om2p" else "fd", dr=dr, eta=eta,
+                      flow_steps=flow_steps, diffusion_steps=diffusion_steps)
+    agent = make_agent(algo, AgentDims(1, OBS_DIM, ACT_DIM, (ACT_DIM,)), cfg).to(device)
+    agent.want_logs = False  # as in training between logged steps
+    data = {"obs": torch.randn(batch, 1, OBS_DIM, device=device),
+            "next_obs": torch.randn(batch, 1, OBS_DIM, device=device),
+            "actions": torch.rand(batch, 1, ACT_DIM, device=device) * 2 - 1,
+            "rewards": torch.randn(batch, 1, device=device),
+            "dones": torch.zeros(batch, device=device)}
+    if kind == "loss":  # the generative loss alone: forward, backward, Adam step
         def step() -> None:
-            loss = gen_loss()
-            actor_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            actor_opt.step()
+            loss, _ = agent.generative_loss(data["obs"], data["actions"])
+            agent.step(agent.optimizers["actor"], loss)
         return step
 
-    critic = StackedCritic(1, OBS_DIM, ACT_DIM, hidden, depth).to(device)
-    critic_target = make_target(critic)
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=3e-4)
-
-    def full_step() -> None:
-        with torch.no_grad():  # critic: y = r + γ (1 - d) mean_j Q'_j(o', a'), a' ~ π(o')
-            y = td_target(critic_target(o2[:, None], act(o2)[:, None]), rew, done, 0.99)
-        c_loss = critic_loss(critic(o[:, None], a[:, None]), y)
-        critic_opt.zero_grad(set_to_none=True)
-        c_loss.backward()
-        critic_opt.step()
-        # actor: L_gen + η L_Q, L_Q through an action sampled with gradients
-        q_pi = critic(o[:, None], act(o)[:, None])
-        a_loss = gen_loss() + eta * normalised_q_loss(q_pi)
-        actor_opt.zero_grad(set_to_none=True)
-        a_loss.backward()
-        actor_opt.step()
-        polyak_update(critic_target, critic, 0.005)
+    def full_step() -> None:  # critic TD step + actor L_gen + η L_Q + Polyak: agent.update
+        agent.update(data)
     return full_step
 
 
@@ -192,8 +154,10 @@ def run(args) -> dict:
                             flow_steps=args.flow_steps, diffusion_steps=args.diffusion_steps,
                             dr=args.dr, eta=args.eta, rounds=args.rounds,
                             time_sampler="uniform, ratio 0.25",
-                            critic="StackedCritic, 1 agent, ensemble of 2, LayerNorm, "
-                                   "same hidden size as the policy"),
+                            critic="the agents' StackedCritic: 1 agent, ensemble of 2, "
+                                   "LayerNorm, same hidden size as the policy",
+                            step="the library's agents: generative_loss + Agent.step "
+                                 "(loss), agent.update (full)"),
                "results": rows, "targets": checks}
     show(rows, checks)
     write_json(args.out, f"train_step_cost_{device.type}", payload)

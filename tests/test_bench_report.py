@@ -122,3 +122,22 @@ def test_bench_subcommand_is_registered():
 
     args = build_parser().parse_args(["bench", "--budget", "smoke", "--only", "scaling"])
     assert args.budget == "smoke" and args.only == "scaling" and callable(args.func)
+
+
+def test_population_bench_times_the_library_step(tmp_path: Path):
+    """bench/population.py at a tiny budget: per-member throughput, the OM2P / TD3+BC update
+    ratio with its FLOP ratio, and the targets, with provenance."""
+    payload = _bench("population").main(
+        ["--sizes", "16x1", "--members", "1,2", "--repeats", "1", "--warmup", "0",
+         "--threads", "1", "--rounds", "1", "--batch", "8", "--compile-members", "0",
+         "--baseline", "", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "population_cpu.json").read_text())
+    assert saved["benchmark"] == "population" and saved == json.loads(json.dumps(payload))
+    rows = {r["members"]: r for r in saved["results"]}
+    assert set(rows) == {1, 2} and rows[1]["vs_one_run"] == 1.0
+    assert rows[2]["update_flops"] > rows[1]["update_flops"] > 0  # two members, twice the work
+    assert all(r["om2p_vs_td3bc"] > 0 and r["flop_ratio"] > 1 for r in saved["results"])
+    assert {c["met"] for c in saved["targets"]} <= {True, False} and saved["targets"]
+    for key in ("git_commit", "command", "load_average_before", "matmul_peak_gflops"):
+        assert key in saved["meta"], key
+    assert not saved["meta"]["command"].startswith("/")  # repository-relative
