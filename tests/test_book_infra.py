@@ -327,3 +327,26 @@ def test_environment_yml_installs_what_every_chapter_needs() -> None:
     needed = {"book"} | {e for p in (REPO / "book").glob("[0-9][0-9]_*.ipynb")
                          for e in chapter_extras(p.name[:2])}
     assert needed <= extras, f"environment.yml lacks the extra(s) {needed - extras}"
+
+
+def test_toy_fit_trains_on_one_thread_and_restores_the_count(monkeypatch) -> None:
+    from om2p_lite.book import toytrain
+    from om2p_lite.book.toys import toy_joint_actions
+
+    seen: list[int] = []
+    real = toytrain.flow_matching_loss
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(toytrain, "flow_matching_loss", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        data = toy_joint_actions(64, "ring", generator=torch.Generator().manual_seed(0))
+        toytrain.fit_toy("flow", data, steps=3, batch=8, hidden=8, depth=1)
+        assert seen == [1, 1, 1]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

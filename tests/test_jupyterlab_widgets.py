@@ -9,8 +9,11 @@ this test
    with outputs, ``book/`` is never touched);
 2. starts ``jupyter lab`` on 127.0.0.1 with a token, its own config/data/settings folders,
    no news feed and no update check, and ``OM2P_STATIC`` unset at ``OM2P_BUDGET=smoke``;
-3. opens the chapter in headless Chromium (Playwright), runs every cell and waits for the
-   kernel to finish, failing on any error output;
+3. opens the chapter in headless Chromium (Playwright) and runs, one by one as a reader
+   would, the cells the slider needs: the setup cell, the slider's cell and every earlier
+   cell that defines a name they use (found with ``ast``; nbval already runs every cell
+   of every chapter, so the expensive figures in between are left out), failing on any
+   error output;
 4. presses the arrow key on the slider's handle, and checks that the read-out next to it
    and the plotly figure below it both change and that the new figure is drawn;
 
@@ -21,6 +24,8 @@ and fails on any console error or page error, and on any request to a host other
 
 from __future__ import annotations
 
+import ast
+import builtins
 import json
 import os
 import secrets
@@ -42,7 +47,7 @@ CHROMIUM = os.environ.get("OM2P_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update"]
 WIDGETS_JS = "/lab/extensions/@jupyter-widgets/jupyterlab-manager/"
-RUN_TIMEOUT_S = 600  # the whole chapter at smoke, on a busy 2-core machine
+RUN_TIMEOUT_S = 600  # the slider's cells at smoke, on a busy 2-core machine
 MOVE_TIMEOUT_S = 300  # one retraining after the slider moved
 
 
@@ -51,11 +56,42 @@ class Case:
     """A chapter and the live slider in it, found by its description label."""
 
     notebook: str  # glob under book/, e.g. "02_*.ipynb"
+    call: str  # text that marks the cell showing the slider
     label: str  # the slider's description, as shown left of it
     key: str = "ArrowRight"  # moves the slider one step
 
 
-CASES = [Case("02_*.ipynb", "log10 Δr"), Case("07_*.ipynb", "η")]
+CASES = [Case("02_*.ipynb", "toy_dr_explorer(", "log10 Δr"),
+         Case("07_*.ipynb", "eta_explorer(", "η")]
+
+
+def names(source: str) -> tuple[set[str], set[str]]:
+    """(names a cell binds, names it reads without binding them first in the cell)."""
+    tree = ast.parse(source)
+    bound: set[str] = set()
+    read: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (bound if isinstance(node.ctx, ast.Store | ast.Del) else read).add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+    return bound, read - bound - set(dir(builtins))
+
+
+def cells_needed(cells: list[dict], call: str) -> list[int]:
+    """Indices of the code cells to run for the cell containing ``call``, in order."""
+    code = [i for i, c in enumerate(cells) if c["cell_type"] == "code"]
+    target = next((i for i in code if call in "".join(cells[i]["source"])), None)
+    assert target is not None, f"no code cell contains {call!r}"
+    needed, wanted = {code[0], target}, names("".join(cells[target]["source"]))[1]
+    for i in reversed([i for i in code if i < target]):
+        bound, read = names("".join(cells[i]["source"]))
+        if bound & wanted:
+            needed.add(i)
+            wanted = (wanted - bound) | read
+    return sorted(needed | {code[0]})
 
 
 def case_params() -> list[Any]:
@@ -72,17 +108,26 @@ RUN_STATE_JS = """() => {
   const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   if (!panel || !panel.content || !panel.content.model || !panel.sessionContext) return null;
   const kernel = panel.sessionContext.session && panel.sessionContext.session.kernel;
-  let code = 0, done = 0;
+  const executed = [];
   const errors = [];
+  let index = 0;
   for (const cell of panel.content.model.cells) {
-    if (cell.type !== 'code') continue;
-    code += 1;
-    if (cell.executionCount !== null) done += 1;
-    for (const out of cell.outputs.toJSON()) {
-      if (out.output_type === 'error') errors.push(out.ename + ': ' + out.evalue);
+    if (cell.type === 'code') {
+      if (cell.executionCount !== null) executed.push(index);
+      for (const out of cell.outputs.toJSON()) {
+        if (out.output_type === 'error') errors.push(out.ename + ': ' + out.evalue);
+      }
     }
+    index += 1;
   }
-  return {code: code, done: done, errors: errors, status: kernel ? kernel.status : null};
+  return {executed: executed, errors: errors, status: kernel ? kernel.status : null};
+}"""
+RUN_CELL_JS = """(index) => {
+  const panel = window.jupyterapp.shell.currentWidget;
+  panel.content.activeCellIndex = index;
+  panel.content.deselectAll();
+  window.jupyterapp.commands.execute('notebook:run-cell');
+  return true;
 }"""
 # The widget box around the slider labelled `label`: its read-out and figure.
 BOX_STATE_JS = """(label) => {
@@ -185,6 +230,7 @@ def test_live_slider_redraws_in_jupyterlab(case: Case, lab, tmp_path: Path) -> N
     base, token, root, log = lab
     chapter = sorted((REPO / "book").glob(case.notebook))[0]
     shutil.copy(chapter, root / "book" / chapter.name)
+    run = cells_needed(json.loads(chapter.read_text(encoding="utf-8"))["cells"], case.call)
 
     problems: list[str] = []
     requests: list[str] = []
@@ -218,20 +264,20 @@ def test_live_slider_redraws_in_jupyterlab(case: Case, lab, tmp_path: Path) -> N
                 return state if state and state["status"] == "idle" else None
 
             wait_for(kernel_idle, 120, "the notebook to open with an idle kernel")
-            # not awaited: the command's promise settles only when the last cell has run
-            page.evaluate("() => { window.jupyterapp.commands.execute("
-                          "'notebook:run-all-cells'); return true; }")
             t0 = time.monotonic()
+            for index in run:
+                # not awaited: the command's promise settles only when the cell has run
+                page.evaluate(RUN_CELL_JS, index)
 
-            def finished() -> Any:
-                state = page.evaluate(RUN_STATE_JS)
-                if state and state["errors"]:
-                    raise AssertionError(f"{chapter.name}: cell error {state['errors']}")
-                if state and state["done"] == state["code"] and state["status"] == "idle":
-                    return state
-                return None
+                def finished(index: int = index) -> Any:
+                    state = page.evaluate(RUN_STATE_JS)
+                    if state and state["errors"]:
+                        raise AssertionError(f"{chapter.name}: cell error {state['errors']}")
+                    done = state and index in state["executed"] and state["status"] == "idle"
+                    return state if done else None
 
-            wait_for(finished, RUN_TIMEOUT_S, f"{chapter.name} to run to its end", poll=1)
+                wait_for(finished, max(1.0, RUN_TIMEOUT_S - (time.monotonic() - t0)),
+                         f"{chapter.name}, cell {index}, to run", poll=1)
             run_s = time.monotonic() - t0
 
             before = wait_for(lambda: (s := page.evaluate(BOX_STATE_JS, case.label))
@@ -260,7 +306,7 @@ def test_live_slider_redraws_in_jupyterlab(case: Case, lab, tmp_path: Path) -> N
         finally:
             browser.close()
 
-    print(f"{chapter.name}: ran in {run_s:.0f} s; '{case.label}' moved, redrawn in "
+    print(f"{chapter.name}: cells {run} ran in {run_s:.0f} s; '{case.label}' moved, redrawn in "
           f"{move_s:.0f} s: {before['readout']!r} -> {after['readout']!r}")
     assert not problems, "\n".join(dict.fromkeys(problems))
     widget_js = [u for u in requests if WIDGETS_JS in urlsplit(u).path]

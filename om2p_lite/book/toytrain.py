@@ -6,7 +6,8 @@ Not the multi-agent trainer: one network, one fixed data set, no critic.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -83,9 +84,10 @@ def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256
     (r, t) pairs from ξ (``pairing``, ``ratio``: see ``sample_r_t``) and uses the chosen du/dr
     estimator.
     With ``eval_every`` > 0 it logs the sliced Wasserstein distance of ``eval_steps``-step
-    samples to the data at step 0 and every ``eval_every`` steps. ``progress`` shows a tqdm
-    bar over the steps (a widget in Jupyter and Colab) that disappears when the fit is done;
-    ``TQDM_DISABLE=1`` in the environment turns it off (the Makefile's tests and book builds).
+    samples to the data at step 0 and every ``eval_every`` steps. The fit runs on one CPU
+    thread (see ``_one_thread``). ``progress`` shows a tqdm bar over the steps (a widget in
+    Jupyter and Colab) that disappears when the fit is done; ``TQDM_DISABLE=1`` in the
+    environment turns it off (the Makefile's tests and book builds).
     """
     if method not in TOY_METHODS:
         raise ValueError(f"unknown toy method {method!r}: choose one of {TOY_METHODS}")
@@ -112,33 +114,50 @@ def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256
         fit.evals.append({"step": step, "sw": sliced_wasserstein(
             samples, data[:eval_samples], generator=eval_gen)})
 
-    start = time.perf_counter()
-    if eval_every:
-        evaluate(0)
-    for step in _steps(steps, progress, f"{method} toy"):
-        idx = torch.randint(len(data), (batch,), generator=gen).to(device)
-        a = data[idx]  # (B, act_dim)
-        o = no_obs(batch, device).to(dtype)
-        if method == "meanflow":
-            r, t = sample_r_t(batch, sampler, ratio, gen, device, pairing)
-            loss, _ = meanflow_loss(net, o, a, r.to(dtype), t.to(dtype), estimator, dr)
-        elif method == "flow":
-            r = sampler.sample(batch, gen, device).to(dtype)
-            loss = flow_matching_loss(net, o, a, r)
-        else:
-            mean, log_std = net(o)
-            if method == "mse":
-                loss = ((mean - a) ** 2).sum(-1).mean()
-            else:  # Gaussian negative log-likelihood (up to a constant)
-                loss = (((a - mean) / log_std.exp()) ** 2 / 2 + log_std).sum(-1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        fit.losses.append(float(loss.detach()))
-        if eval_every and (step % eval_every == 0 or step == steps):
-            evaluate(step)
-    fit.seconds = time.perf_counter() - start
+    with _one_thread():
+        start = time.perf_counter()
+        if eval_every:
+            evaluate(0)
+        for step in _steps(steps, progress, f"{method} toy"):
+            idx = torch.randint(len(data), (batch,), generator=gen).to(device)
+            a = data[idx]  # (B, act_dim)
+            o = no_obs(batch, device).to(dtype)
+            if method == "meanflow":
+                r, t = sample_r_t(batch, sampler, ratio, gen, device, pairing)
+                loss, _ = meanflow_loss(net, o, a, r.to(dtype), t.to(dtype), estimator, dr)
+            elif method == "flow":
+                r = sampler.sample(batch, gen, device).to(dtype)
+                loss = flow_matching_loss(net, o, a, r)
+            else:
+                mean, log_std = net(o)
+                if method == "mse":
+                    loss = ((mean - a) ** 2).sum(-1).mean()
+                else:  # Gaussian negative log-likelihood (up to a constant)
+                    loss = (((a - mean) / log_std.exp()) ** 2 / 2 + log_std).sum(-1).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            fit.losses.append(float(loss.detach()))
+            if eval_every and (step % eval_every == 0 or step == steps):
+                evaluate(step)
+        fit.seconds = time.perf_counter() - start
     return fit
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(1)``, restoring the previous count.
+
+    Toy networks are too small to gain from a second CPU thread, and on a busy machine
+    torch's waiting threads cost far more: a 600-step smoke fit took 66-286 s with 2 threads
+    and 6.5-9 s with 1 on a 2-core machine at load 8 (same losses, bit for bit).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _steps(steps: int, progress: bool, desc: str) -> Iterable[int]:
