@@ -85,6 +85,10 @@ book: setup  ## build the book at OM2P_BUDGET (default book) into _build/html (c
 # helps no reader); `make test TQDM_DISABLE=0` shows them. `make results`/`bench` keep them.
 test unit nbval browser-check test-gpu book: export TQDM_DISABLE ?= 1
 
+# Two pytest workers share the 2 CI cores: one torch thread each. Two threads per worker
+# oversubscribe the cores, and waiting torch threads make small models 10-40x slower.
+unit nbval: export OMP_NUM_THREADS ?= 1
+
 test: setup  ## lint, output check, unit tests, notebooks (smoke), browser check
 	@echo "== 1/5 ruff"
 	$(BIN)/ruff check .
