@@ -27,6 +27,7 @@ from om2p_lite.rl.population import (
 )
 from om2p_lite.rl.rundir import NonFiniteError
 from om2p_lite.rl.train import train
+from om2p_lite.runtime.record import portable_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -87,7 +88,9 @@ def test_population_equals_separate_runs(spread, alone, tmp_path: Path) -> None:
         folder = Path(b["config"]["out_dir"])
         for name in ("config.json", "log.jsonl", "metrics.csv", "checkpoint.pt"):
             assert (folder / name).is_file(), name
-        assert json.loads((folder / "config.json").read_text()) == b["config"]
+        written = json.loads((folder / "config.json").read_text())
+        assert written == portable_config(b["config"])  # no path of this machine
+        assert written["out_dir"] == folder.name and folder.is_absolute()
     assert "q_loss" in together[0]["last_logs"] and "q_loss" not in together[1]["last_logs"]
     assert together[2]["last_logs"]["du_dr_zero_frac"] == 1.0  # the zero estimator
     assert together[0]["last_logs"]["du_dr_zero_frac"] < 1.0

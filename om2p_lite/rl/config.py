@@ -88,7 +88,7 @@ class TrainConfig:
     out_dir: str = ""  # run folder for logs, checkpoint, result.json ("" = keep in memory)
     device: str = ""  # cpu | cuda | cuda:N ("" = CUDA if available)
     progress: bool = True  # show a tqdm progress bar
-    threads: int = 0  # torch CPU threads (0 = torch's default)
+    threads: int = 0  # torch CPU threads (0 = adapt to the load: the cores left idle)
     compile: bool = False  # torch.compile the stacked networks (see bench/population.py)
 
     @classmethod

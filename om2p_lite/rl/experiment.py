@@ -337,12 +337,9 @@ def record(summary: dict[str, Any], command: str | None = None,
     """The JSON-able result of a finished run, with everything needed to reproduce it
     (paths repository-relative)."""
     from om2p_lite.data.generate import versions
-    from om2p_lite.runtime.record import portable_command, portable_path, provenance
+    from om2p_lite.runtime.record import portable_command, portable_config, provenance
 
-    cfg = dict(summary["config"])
-    for key in ("out_dir", "dataset"):
-        if cfg.get(key):
-            cfg[key] = portable_path(cfg[key])
+    cfg = portable_config(summary["config"])
     final = summary["final"] or {}
     prov = provenance(seed=cfg["seed"], command=command)
     prov["device"] = summary["device"]

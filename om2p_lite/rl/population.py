@@ -37,6 +37,7 @@ from om2p_lite.rl.rundir import (
     write_status,
 )
 from om2p_lite.rl.train import RunLog, check_dataset, dims_of, load_data
+from om2p_lite.runtime.record import portable_config
 
 # Settings each member of a population may have of its own (everything else is shared).
 PER_MEMBER_FIELDS: tuple[str, ...] = ("seed", "eta", "dr", "xi", "ratio", "estimator",
@@ -312,7 +313,7 @@ def _train_group(members: list[_Member], ds: Any, device: torch.device) -> list[
         m.log = RunLog(m.out, resume_step=start if start else None)
         if m.out:
             clear_status(m.out)
-            atomic_write_json(m.out / "config.json", asdict(m.cfg))
+            atomic_write_json(m.out / "config.json", portable_config(asdict(m.cfg)))
     meta = getattr(ds, "metadata", {}) or {}
     variant = meta.get("reward_variant", cfg.reward_variant)
     last = cfg.stop_at or cfg.steps

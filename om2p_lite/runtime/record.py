@@ -13,7 +13,7 @@ import platform
 import shlex
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,16 @@ def portable_path(path: str | Path) -> str:
         except ValueError:
             pass
     return resolved.name
+
+
+def portable_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's config as it may be recorded: its path fields (``out_dir``, ``dataset``)
+    made portable."""
+    out = dict(config)
+    for key in ("out_dir", "dataset"):
+        if out.get(key):
+            out[key] = portable_path(out[key])
+    return out
 
 
 def _portable_token(token: str) -> str:
