@@ -232,7 +232,7 @@ def test_population_step_time_is_shared_by_its_members(root: Path):
 def test_sweep_reruns_tiny_at_smoke_and_reads_stored_results_at_book(tmp_path: Path,
                                                                      monkeypatch, one_thread):
     experiment = tmp_path / "tiny.toml"
-    experiment.write_text('results_dir = "data/results/tiny"\n'
+    experiment.write_text('# A tiny experiment.\n# Cost: none.\nresults_dir = "data/results/tiny"\n'
                           '[grid]\nalgos = ["bc"]\ntasks = ["world"]\n'
                           'qualities = ["expert"]\nseeds = [0, 1, 2]\n'
                           '[variants]\nlr3 = { lr = 1e-3 }\nlr4 = { lr = 1e-4 }\n')
@@ -241,6 +241,7 @@ def test_sweep_reruns_tiny_at_smoke_and_reads_stored_results_at_book(tmp_path: P
                                                   "eval_max_steps": 3})
     sweep = curves.load_sweep(experiment, "smoke")
     assert not sweep.stored and sweep.order == ["lr3", "lr4"]
+    assert sweep.plan() == "# A tiny experiment.\n# Cost: none."
     assert len(sweep.runs) == 2 * curves.SMOKE_SEEDS  # every variant, the first seeds
     assert sorted(sweep.runs["lr"].unique()) == [1e-4, 1e-3]
     assert "all 4 runs finished; a tiny rerun at the smoke budget" in sweep.status()

@@ -476,6 +476,16 @@ class Sweep:
             path = self.experiment.as_posix()
         return f"python -m om2p_lite grid --experiment {path}"
 
+    def plan(self) -> str:
+        """The comment block at the top of the experiment file: what it runs, why, and its
+        compute plan in CPU-hours."""
+        lines = []
+        for line in self.experiment.read_text().splitlines():
+            if not line.startswith("#"):
+                break
+            lines.append(line)
+        return "\n".join(lines)
+
     def status(self) -> str:
         """One line: which results these are and how complete."""
         where = (f"stored results in {self.root.name}/, made by `{self.command}`"
