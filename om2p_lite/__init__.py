@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # om2p_lite.book
     "bench_report": "book.bench_report",
+    "curves": "book.curves", "load_sweep": "book.curves",
     "sliced_wasserstein": "book.metrics", "mode_coverage": "book.metrics",
     "plots": "book.plots",
     "toy_modes": "book.toys", "toy_joint_actions": "book.toys", "no_obs": "book.toys",
@@ -35,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     # om2p_lite.rl
     "make_agent": "rl.agents", "ALGORITHMS": "rl.agents", "OM2PAgent": "rl.agents",
     "TrainConfig": "rl.config", "budget_config": "rl.config", "PrecisionWarning": "rl.config",
+    "unresolved_share": "rl.config",
     "StackedCritic": "rl.critics", "normalised_q_loss": "rl.critics",
     "train": "rl.train",
     "train_population": "rl.population", "population_key": "rl.population",

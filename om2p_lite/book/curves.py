@@ -466,6 +466,7 @@ class Sweep:
     logs: pd.DataFrame
     counts: pd.DataFrame
     order: list[str] = field(default_factory=list)
+    note: str = ""  # set when the book read a tiny rerun because nothing was stored yet
 
     @property
     def command(self) -> str:
@@ -514,7 +515,9 @@ def load_sweep(experiment: str | Path, budget: str | None = None,
     rerun tiny (``SMOKE_OVERRIDES``, ``SMOKE_SEEDS`` seeds, ``smoke_grid`` replacing [grid]
     entries such as the tasks) into a temporary folder through ``run_experiment``, the
     library call the grid command makes; at ``book`` / ``full`` the stored results are
-    read (``stored_results``). Runs that fail are kept as 'failed'."""
+    read (``stored_results``). Runs that fail are kept as 'failed'. A book build before any
+    stored run exists reads a tiny rerun instead and says so (``Sweep.note``, printed), so
+    the book still builds while a long sweep is under way."""
     from om2p_lite.rl.experiment import ExperimentFailed, load_experiment, run_experiment
     from om2p_lite.runtime.budget import get_budget
 
@@ -538,11 +541,15 @@ def load_sweep(experiment: str | Path, budget: str | None = None,
             pass  # recorded in the failed runs' status.json; load_runs reports them
     else:
         root = stored_results(experiment)
-        if not root.is_dir():
-            raise FileNotFoundError(
-                f"{root}: no stored results of {experiment.name}. Fix: run `python -m "
-                f"om2p_lite grid --experiment data/experiments/{experiment.name}` (its cost "
-                f"is at the top of the file), or read a tiny rerun with OM2P_BUDGET=smoke")
+        if not (root.is_dir() and any(root.rglob("result.json"))):
+            note = (f"No stored results of {experiment.name} yet: what follows is a tiny "
+                    f"rerun at the smoke budget, not the book protocol. Make them with "
+                    f"`python -m om2p_lite grid --experiment data/experiments/"
+                    f"{experiment.name}` (its cost is at the top of the file).")
+            print(note)
+            sweep = load_sweep(experiment, "smoke", smoke_overrides, smoke_grid, log_columns)
+            sweep.note = note
+            return sweep
     runs = _in_order(load_runs(root), order)
     return Sweep(name=experiment.stem, experiment=experiment, root=root, budget=name,
                  stored=name != "smoke", doc=doc, runs=runs,

@@ -350,6 +350,7 @@ def record(summary: dict[str, Any], command: str | None = None,
             "variant": variant, "seed": cfg["seed"], "return": final.get("return"),
             "return_std": final.get("return_std"), "normalised": final.get("normalised"),
             "wall_s": round(summary["wall_s"], 2), "s_per_step": summary["s_per_step"],
+            "population": summary.get("population", 1),  # members sharing s_per_step
             "evals": summary["evals"], "config": cfg, "dataset": dataset,
             "provenance": prov, "versions": versions()}
 
