@@ -54,11 +54,13 @@ class TrainConfig:
     eta: float = 1.0  # weight η of the normalised Q term (0 = behaviour cloning)
     estimator: str = "fd"  # du/dr estimator: jvp | fd | zero | jacobian
     dr: float = 1e-3  # finite-difference step Δr (fd); < ~6e-8 warns: float32 cannot resolve it
-    # time sampler: uniform | beta55 | logit_normal | "a,b,c,d". Default beta55 (the paper's
-    # ξ = [5,5,0,0]), kept by measurement: on World expert at η = 0 it did no worse than
-    # uniform, the arcsine ξ (mass near 0 and 1) or the public code's unordered pair, all
-    # within seed noise (data/results/fig2_xi, chapter 06, data/experiments/fig2_xi.toml).
-    xi: str = "beta55"
+    # time sampler: uniform | beta55 | logit_normal | "a,b,c,d". Default uniform, chosen by
+    # measurement on World expert: at η = 0 no ξ or pairing did better than another beyond
+    # seed noise (data/results/fig2_xi, chapter 06), but with the Q term on, uniform ξ beat
+    # the paper's beta55 beyond it (data/results/fig4_ablations, chapter 08): sorted beta55
+    # pairs almost never train the (0, 1) jump that the one-step a_π of the Q term uses.
+    # beta55 (the paper's ξ = [5,5,0,0]) stays available by name.
+    xi: str = "uniform"
     ratio: float = 0.25  # fraction of (r, t) pairs with r ≠ t
     pairing: str = "sorted"  # (r, t) from two draws: sorted (r = min) | independent (public code)
     q_norm: bool = True  # divide the Q term by sg(mean |Q|) (False: the ablation without it)
