@@ -41,8 +41,8 @@ export OM2P_STATIC := 1
 # Tools, kernels and scripts all come from the project's virtualenv.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup book test test-gpu lint unit nbval browser-check sync bench bench-gpu \
-        results table hooks clean
+.PHONY: help setup book book-data test test-gpu lint unit nbval browser-check sync bench \
+        bench-gpu results table hooks clean
 
 # $(call jb_build,BUDGET): build the book at BUDGET into _build/BUDGET (its execution cache
 # in _build/BUDGET/_build/.jupyter_cache). On failure the half-built site is moved to
@@ -136,6 +136,9 @@ test-gpu: setup  ## on CUDA: unit tests and every chapter at smoke; record in da
 	chapters=$$?; \
 	echo "test-gpu: unit tests exit $$unit, chapters exit $$chapters; record $(GPU_RECORD)"; \
 	test $$unit = 0 -a $$chapters = 0
+
+book-data: setup  ## remake the stored toy results chapters read at `book` (data/book/)
+	$(PY) -m om2p_lite.book.stored
 
 bench: setup  ## CPU benchmarks (< 10 min): ratio tables, JSON in data/results/bench
 	$(PY) bench/run_all.py

@@ -350,3 +350,88 @@ def test_toy_fit_trains_on_one_thread_and_restores_the_count(monkeypatch) -> Non
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+# --- stored toy experiments (om2p_lite/book/stored.py) --------------------------------------
+
+def test_stored_result_is_read_only_for_its_own_settings(tmp_path: Path, capsys) -> None:
+    from om2p_lite.book import stored
+    from om2p_lite.runtime.budget import get_budget
+
+    book, smoke = get_budget("book"), get_budget("smoke")
+    spec = {"experiment": "demo", "seed": 0, "x": [1, 2]}
+    runs: list[str] = []
+
+    def run(tag: str):
+        return lambda: runs.append(tag) or {"value": tag}
+
+    assert stored.load_or_run("demo", spec, book, run("missing"), tmp_path) == {"value": "missing"}
+    assert "does not exist" in capsys.readouterr().out
+    path = stored.write_stored("demo", spec, {"value": "stored"}, book, 1.0, "cpu", tmp_path)
+    assert path == tmp_path / "demo-book.json"
+    assert stored.load_or_run("demo", spec, book, run("again"), tmp_path) == {"value": "stored"}
+    out = capsys.readouterr().out
+    assert "Read from " in out and "demo-book.json, made by" in out
+    assert "`python -m om2p_lite.book.stored demo`" in out
+    other = {**spec, "x": [1, 3]}
+    assert stored.load_or_run("demo", other, book, run("other"), tmp_path) == {"value": "other"}
+    assert "is for other settings" in capsys.readouterr().out
+    assert stored.load_or_run("demo", spec, smoke, run("smoke"), tmp_path) == {"value": "smoke"}
+    assert runs == ["missing", "other", "smoke"]
+    doc = json.loads(path.read_text())
+    assert doc["provenance"]["command"] == "python -m om2p_lite.book.stored demo"
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"spec": {}}', "[1, 2]"])
+def test_a_damaged_stored_result_names_the_remake_command(tmp_path: Path, content: str) -> None:
+    from om2p_lite.book import stored
+    from om2p_lite.runtime.budget import get_budget
+
+    (tmp_path / "demo-book.json").write_text(content)
+    pattern = r"demo-book\.json.*om2p_lite\.book\.stored demo"
+    with pytest.raises(stored.StoredResultError, match=pattern):
+        stored.load_or_run("demo", {}, get_budget("book"), dict, tmp_path)
+
+
+def test_xi_comparison_trains_every_variant_and_seed() -> None:
+    from om2p_lite.book import stored
+    from om2p_lite.runtime.budget import get_budget
+
+    tiny = get_budget("smoke", toy_steps=4, toy_batch=16, toy_hidden=8, toy_depth=1,
+                      n_samples=32, n_seeds=2, eval_every=2)
+    variants = dict(list(stored.XI_COMPARE.items())[:2])
+    result = stored.xi_comparison(tiny, variants)
+    assert result["steps"] == [0, 2, 4]
+    assert list(result["curves"]) == list(variants)
+    assert all(len(runs) == 2 and all(len(r) == 3 for r in runs)
+               for runs in result["curves"].values())
+
+
+def chapter_settings(notebook: str, defines: str) -> dict:
+    """Run the chapter's setup-free settings cell (the one defining ``defines``)."""
+    import om2p_lite
+
+    nb = json.loads((REPO / "book" / notebook).read_text(encoding="utf-8"))
+    cell = next("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"
+                and f"{defines} =" in "".join(c["source"]))
+    namespace = {"os": __import__("os"), "om": om2p_lite}
+    exec(cell, namespace)  # the settings cell only assigns constants
+    return namespace
+
+
+def test_shipped_xi_comparison_matches_chapter_03_at_book_budget() -> None:
+    from om2p_lite.book import stored
+    from om2p_lite.runtime.budget import get_budget
+
+    book = get_budget("book")
+    path = stored.store_path("xi_comparison", book)
+    doc = stored.read_stored(path, "xi_comparison")
+    assert doc is not None, f"{path} missing: python -m om2p_lite.book.stored xi_comparison"
+    ch = chapter_settings("03_timesteps.ipynb", "XI_COMPARE")
+    want = stored.xi_spec(book, ch["XI_COMPARE"], ch["RATIO"], ch["TOY"], stored.XI_SEED)
+    assert doc["spec"] == json.loads(json.dumps(want)), (
+        "chapter 03 would retrain at `book`: its settings differ from the stored result's. "
+        "Fix: python -m om2p_lite.book.stored xi_comparison")
+    steps = list(range(0, book.toy_steps + 1, book.eval_every))
+    assert doc["result"]["steps"] == steps
+    assert all(len(runs) == book.n_seeds for runs in doc["result"]["curves"].values())

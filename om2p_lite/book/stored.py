@@ -1,0 +1,197 @@
+"""Toy experiments too slow to rerun on every `book` build, made once and read from data/book/.
+
+Not a cache: a stored result is a shipped artefact with its provenance, remade by a command,
+and read only when it was made from exactly the settings a chapter asks for.
+
+Each experiment is a function of its settings and a :class:`~om2p_lite.runtime.budget.Budget`.
+At a budget in ``STORED_BUDGETS`` it looks for ``data/book/<name>-<budget>.json``; when the
+file's ``spec`` (every input that shapes the result) equals the chapter's, the result is read
+(seconds instead of minutes) and a line says which command remade it. Otherwise (the `smoke`
+budget of the tests, or a reader who changed a setting) the experiment runs right there.
+
+    python -m om2p_lite.book.stored                  # remake every stored result (`book`)
+    python -m om2p_lite.book.stored xi_comparison    # just one
+
+Files are written atomically; a file that does not parse or lacks its fields is refused
+with the command that remakes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from om2p_lite.runtime.budget import Budget, get_budget
+
+STORE_DIR = Path(__file__).resolve().parents[2] / "data" / "book"
+STORED_BUDGETS = ("book",)
+COMMAND = "python -m om2p_lite.book.stored"
+N_TOY = 20_000  # joint actions in a toy data set
+
+# Chapter 03's comparison, as the chapter sets it (the stored file is made from these).
+XI_COMPARE: dict[str, tuple[list[float], str]] = {  # name: (ξ, pairing)
+    "uniform ξ=[0,0,0,0], sorted": ([0, 0, 0, 0], "sorted"),
+    "Beta ξ=[5,5,0,0], sorted": ([5, 5, 0, 0], "sorted"),
+    "Beta(5,5) independent (public code)": ([4, 4, 0, 0], "independent"),
+}
+XI_RATIO = 0.25
+XI_TOY = "ring"
+XI_SEED = 0
+
+
+class StoredResultError(ValueError):
+    """A stored result file that cannot be used (names the file and the command)."""
+
+
+def store_path(name: str, budget: Budget, store: Path | None = None) -> Path:
+    """``data/book/<name>-<budget>.json`` (or under ``store``)."""
+    return (store or STORE_DIR) / f"{name}-{budget.name}.json"
+
+
+def read_stored(path: Path, name: str) -> dict[str, Any] | None:
+    """The stored document at ``path``, None when there is none; refuses a damaged one."""
+    if not path.is_file():
+        return None
+    fix = f"Fix: remake it with `{COMMAND} {name}` (or delete it)."
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StoredResultError(f"{path}: not readable JSON ({exc}). {fix}") from None
+    missing = [k for k in ("spec", "result", "provenance") if not isinstance(doc, dict)
+               or k not in doc]
+    if missing:
+        raise StoredResultError(f"{path}: missing field(s) {missing}. {fix}")
+    return doc
+
+
+def load_or_run(name: str, spec: Mapping[str, Any], budget: Budget,
+                run: Callable[[], dict[str, Any]], store: Path | None = None,
+                quiet: bool = False) -> dict[str, Any]:
+    """The stored result for ``spec`` when there is one, else ``run()``'s (not stored)."""
+    spec = json.loads(json.dumps(spec))  # the form it takes in a file: lists, str keys
+    if budget.name in STORED_BUDGETS:
+        path = store_path(name, budget, store)
+        doc = read_stored(path, name)
+        if doc is not None and doc["spec"] == spec:
+            if not quiet:
+                from om2p_lite.runtime.record import portable_path
+
+                prov = doc["provenance"]
+                print(f"Read from {portable_path(path)}, made by `{prov.get('command')}`"
+                      f" on {prov.get('device')}, {prov.get('date')} in "
+                      f"{doc.get('seconds', 0):.0f} s; with other settings this cell trains "
+                      "the policies itself.")
+            return doc["result"]
+        if not quiet:
+            why = "is for other settings" if doc is not None else "does not exist"
+            print(f"{path.name} {why}: training here (remake it with `{COMMAND} {name}`).")
+    return run()
+
+
+def write_stored(name: str, spec: Mapping[str, Any], result: Mapping[str, Any],
+                 budget: Budget, seconds: float, device: torch.device | str,
+                 store: Path | None = None) -> Path:
+    """Write ``{spec, result, provenance, seconds}`` atomically; returns the path."""
+    from om2p_lite.runtime.record import provenance
+
+    path = store_path(name, budget, store)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {"spec": spec, "result": result, "seconds": round(seconds, 1),
+           "provenance": provenance(seed=spec.get("seed"), device=device, budget=budget,
+                                    command=f"{COMMAND} {name}")}
+    text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+# --- chapter 03: uniform versus Beta-shaped ξ ---------------------------------------------
+
+def xi_spec(budget: Budget, variants: Mapping[str, tuple[Sequence[float] | str, str]],
+            ratio: float, toy: str, seed: int) -> dict[str, Any]:
+    """Every input that shapes :func:`xi_comparison`'s result."""
+    return {"experiment": "xi_comparison", "budget": asdict(budget), "toy": toy,
+            "n_toy": N_TOY, "seed": seed, "ratio": ratio,
+            "variants": {name: [xi if isinstance(xi, str) else list(xi), pairing]
+                         for name, (xi, pairing) in variants.items()}}
+
+
+def run_xi_comparison(budget: Budget, variants: Mapping[str, tuple[Sequence[float] | str, str]],
+                      ratio: float, toy: str, seed: int,
+                      device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Train a toy mean-flow policy per ξ variant and seed; one-step SW during training.
+
+    Returns ``{"steps": [...], "curves": {name: [[sw at each step] per seed]}}``: seeds
+    ``seed .. seed + budget.n_seeds - 1``, an evaluation every ``budget.eval_every`` steps on
+    ``budget.n_samples`` samples, the data ``toy_joint_actions(N_TOY, toy)`` from ``seed``.
+    """
+    from om2p_lite.book.toys import toy_joint_actions
+    from om2p_lite.book.toytrain import fit_toy
+
+    data = toy_joint_actions(N_TOY, toy, generator=torch.Generator().manual_seed(seed))
+    curves: dict[str, list[list[float]]] = {}
+    steps: list[int] = []
+    for name, (xi, pairing) in variants.items():
+        runs = []
+        for k in range(budget.n_seeds):
+            fit = fit_toy("meanflow", data, xi=xi, ratio=ratio, pairing=pairing, seed=seed + k,
+                          device=device, eval_every=budget.eval_every,
+                          eval_samples=budget.n_samples, progress=True, **budget.toy_kwargs())
+            runs.append([float(e["sw"]) for e in fit.evals])
+            steps = [int(e["step"]) for e in fit.evals]
+        curves[name] = runs
+    return {"steps": steps, "curves": curves}
+
+
+def xi_comparison(budget: Budget, variants: Mapping[str, tuple[Sequence[float] | str, str]]
+                  | None = None, ratio: float = XI_RATIO, toy: str = XI_TOY,
+                  seed: int = XI_SEED, device: torch.device | str = "cpu",
+                  store: Path | None = None) -> dict[str, Any]:
+    """Chapter 03's ξ comparison: stored at `book` for these settings, else trained here."""
+    variants = XI_COMPARE if variants is None else variants
+    spec = xi_spec(budget, variants, ratio, toy, seed)
+    return load_or_run("xi_comparison", spec, budget,
+                       lambda: run_xi_comparison(budget, variants, ratio, toy, seed, device),
+                       store)
+
+
+EXPERIMENTS: dict[str, Callable[[Budget, torch.device | str], tuple[dict, dict]]] = {
+    "xi_comparison": lambda budget, device: (
+        xi_spec(budget, XI_COMPARE, XI_RATIO, XI_TOY, XI_SEED),
+        run_xi_comparison(budget, XI_COMPARE, XI_RATIO, XI_TOY, XI_SEED, device)),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*",
+                        help=f"experiments to remake (default: all of {sorted(EXPERIMENTS)})")
+    parser.add_argument("--budget", default="book", choices=STORED_BUDGETS)
+    parser.add_argument("--store", type=Path, default=STORE_DIR, help="output folder")
+    args = parser.parse_args(argv)
+    unknown = sorted(set(args.names) - set(EXPERIMENTS))
+    if unknown:
+        parser.error(f"unknown experiment(s) {unknown}: choose from {sorted(EXPERIMENTS)}")
+    budget = get_budget(args.budget)
+    device = "cpu"  # the stored results are CPU results, whatever the machine has
+    for name in args.names or sorted(EXPERIMENTS):
+        t0 = time.perf_counter()
+        spec, result = EXPERIMENTS[name](budget, device)
+        path = write_stored(name, spec, result, budget, time.perf_counter() - t0, device,
+                            args.store)
+        print(f"{name}: {time.perf_counter() - t0:.0f} s -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
