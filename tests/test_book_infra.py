@@ -233,7 +233,7 @@ def make_book(book: Path, budget: str) -> tuple[subprocess.CompletedProcess, flo
     stamp = venv / ".setup-done"
     t0 = time.perf_counter()
     done = subprocess.run(["make", "-C", str(book), "book", f"VENV={venv}", f"OM2P_BUDGET={budget}",
-                           "-o", str(stamp)], capture_output=True, text=True)
+                           "BOOK_DATA=:", "-o", str(stamp)], capture_output=True, text=True)
     return done, time.perf_counter() - t0
 
 
@@ -435,3 +435,37 @@ def test_shipped_xi_comparison_matches_chapter_03_at_book_budget() -> None:
     steps = list(range(0, book.toy_steps + 1, book.eval_every))
     assert doc["result"]["steps"] == steps
     assert all(len(runs) == book.n_seeds for runs in doc["result"]["curves"].values())
+
+
+def test_book_data_makes_only_what_is_missing_or_stale(tmp_path: Path, monkeypatch) -> None:
+    from om2p_lite.book import stored
+
+    runs: list[str] = []
+    settings = {"x": 1}
+
+    def demo(budget, device):
+        if device is not None:
+            runs.append(budget.name)
+        return {"experiment": "demo", **settings}, {"value": settings["x"]}
+
+    monkeypatch.setattr(stored, "EXPERIMENTS", {"demo": demo})
+    monkeypatch.setattr(stored, "make_datasets", lambda budget: [])
+    store = ["--store", str(tmp_path)]
+    assert stored.main(["--missing", *store]) == 0 and runs == ["book"]
+    assert stored.main(["--missing", *store]) == 0 and runs == ["book"]  # current: kept
+    settings["x"] = 2  # the chapter's settings changed: the file is out of date
+    assert stored.main(["--missing", *store]) == 0 and runs == ["book", "book"]
+    assert json.loads((tmp_path / "demo-book.json").read_text())["result"] == {"value": 2}
+    assert stored.main(["--missing", "--budget", "smoke", *store]) == 0  # nothing stored
+    assert runs == ["book", "book"] and not (tmp_path / "demo-smoke.json").exists()
+    assert stored.main(["demo", *store]) == 0 and runs == ["book"] * 3  # asked for: remade
+
+
+def test_shipped_stored_results_are_current() -> None:
+    from om2p_lite.book import stored
+    from om2p_lite.runtime.budget import get_budget
+
+    stale = [name for name in stored.EXPERIMENTS
+             if not stored.is_current(name, get_budget("book"))]
+    fix = f"python -m om2p_lite.book.stored {' '.join(stale)}"
+    assert not stale, f"out of date: {stale}. Fix: {fix}"

@@ -11,6 +11,12 @@ budget of the tests, or a reader who changed a setting) the experiment runs righ
 
     python -m om2p_lite.book.stored                  # remake every stored result (`book`)
     python -m om2p_lite.book.stored xi_comparison    # just one
+    python -m om2p_lite.book.stored --missing        # only what is absent or out of date,
+                                                     # and chapter 04's datasets (`make book`)
+
+Chapter 04's datasets are too large to ship (about 400 MB at `book`); ``--missing`` makes
+any that ``data/cache/`` lacks (``om2p_lite.data.generate.get_dataset``, the same files the
+chapter would make in its first run), so no chapter spends its cell time generating data.
 
 Files are written atomically; a file that does not parse or lacks its fields is refused
 with the command that remakes it.
@@ -46,6 +52,10 @@ XI_COMPARE: dict[str, tuple[list[float], str]] = {  # name: (ξ, pairing)
 XI_RATIO = 0.25
 XI_TOY = "ring"
 XI_SEED = 0
+# Chapter 04's datasets (seed 0): every task and quality it shows.
+DATASET_TASKS = ("spread", "tag", "world", "halfcheetah")
+DATASET_QUALITIES = ("random", "medium-replay", "medium", "expert")
+DATASET_SEED = 0
 
 
 class StoredResultError(ValueError):
@@ -165,18 +175,49 @@ def xi_comparison(budget: Budget, variants: Mapping[str, tuple[Sequence[float] |
                        store)
 
 
-EXPERIMENTS: dict[str, Callable[[Budget, torch.device | str], tuple[dict, dict]]] = {
+# name -> (budget, device) -> (spec, result); device None: the spec only, nothing is run.
+EXPERIMENTS: dict[str, Callable[[Budget, torch.device | str | None], tuple[dict, dict]]] = {
     "xi_comparison": lambda budget, device: (
         xi_spec(budget, XI_COMPARE, XI_RATIO, XI_TOY, XI_SEED),
+        {} if device is None else
         run_xi_comparison(budget, XI_COMPARE, XI_RATIO, XI_TOY, XI_SEED, device)),
 }
+
+
+def make_datasets(budget: Budget, seed: int = DATASET_SEED) -> list[str]:
+    """Make chapter 04's datasets that ``data/cache/`` lacks; returns the ones it made."""
+    from om2p_lite.data.behaviour import BEHAVIOUR_DIR
+    from om2p_lite.data.generate import dataset_path, get_dataset
+
+    made = []
+    for task in DATASET_TASKS:
+        if task == "halfcheetah" and not (BEHAVIOUR_DIR / "halfcheetah_td3.pt").exists():
+            continue  # the chapter skips it too
+        for quality in DATASET_QUALITIES:
+            if not dataset_path(task, quality, seed, budget.name).exists():
+                t0 = time.perf_counter()
+                get_dataset(task, quality, seed, budget.name, progress=True)
+                made.append(f"{task}/{quality}")
+                print(f"dataset {task}/{quality} ({budget.name}): "
+                      f"{time.perf_counter() - t0:.0f} s", flush=True)
+    return made
+
+
+def is_current(name: str, budget: Budget, store: Path | None = None) -> bool:
+    """Whether ``name``'s stored file exists and was made from today's settings."""
+    doc = read_stored(store_path(name, budget, store), name)
+    return doc is not None and doc["spec"] == json.loads(json.dumps(
+        EXPERIMENTS[name](budget, None)[0]))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*",
                         help=f"experiments to remake (default: all of {sorted(EXPERIMENTS)})")
-    parser.add_argument("--budget", default="book", choices=STORED_BUDGETS)
+    parser.add_argument("--budget", default="book", help="budget (default book)")
+    parser.add_argument("--missing", action="store_true",
+                        help="only stored results that are absent or out of date, and "
+                             "chapter 04's datasets that data/cache/ lacks")
     parser.add_argument("--store", type=Path, default=STORE_DIR, help="output folder")
     args = parser.parse_args(argv)
     unknown = sorted(set(args.names) - set(EXPERIMENTS))
@@ -184,7 +225,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown experiment(s) {unknown}: choose from {sorted(EXPERIMENTS)}")
     budget = get_budget(args.budget)
     device = "cpu"  # the stored results are CPU results, whatever the machine has
-    for name in args.names or sorted(EXPERIMENTS):
+    names = args.names or sorted(EXPERIMENTS)
+    if args.missing:
+        made = make_datasets(budget)
+        names = [n for n in names if budget.name in STORED_BUDGETS
+                 and not is_current(n, budget, args.store)]
+        print(f"book data ({budget.name}): {len(made)} dataset(s) made, stored results to "
+              f"remake: {names or 'none'}", flush=True)
+    elif budget.name not in STORED_BUDGETS:
+        parser.error(f"--budget {budget.name}: results are stored only for {STORED_BUDGETS}")
+    for name in names:
         t0 = time.perf_counter()
         spec, result = EXPERIMENTS[name](budget, device)
         path = write_stored(name, spec, result, budget, time.perf_counter() - t0, device,
