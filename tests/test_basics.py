@@ -126,3 +126,23 @@ def test_lazy_exports_resolve_to_the_same_object_every_time():
         expected = getattr(mod, name) if hasattr(mod, name) else mod
         assert first is expected, name
         assert inspect.ismodule(first) == (not hasattr(mod, name)), name
+
+
+def test_git_commit_is_dirty_for_code_changes_but_not_for_written_results(tmp_path):
+    from om2p_lite.runtime.record import git_commit
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "data" / "results").mkdir(parents=True)
+    (tmp_path / "data" / "results" / "r.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    sha = git_commit(tmp_path)
+    assert len(sha) == 40
+    (tmp_path / "data" / "results" / "r.json").write_text('{"return": 1}')  # a run's output
+    assert git_commit(tmp_path) == sha
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == f"{sha}-dirty"

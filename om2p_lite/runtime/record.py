@@ -102,12 +102,17 @@ def portable_text(text: str) -> str:
 
 
 def git_commit(path: str | Path | None = None) -> str:
-    """The current commit (with '-dirty' if the tree has changes), or 'unknown'."""
+    """The current commit (with '-dirty' if tracked files have changes), or 'unknown'.
+
+    Changes under ``data/results/`` do not count: a run that writes results there (a
+    benchmark suite, a grid) would otherwise call every result after its first one dirty.
+    """
     cwd = Path(path) if path else Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                              text=True, check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
+                                "--", ":/", ":(exclude,top)data/results"],
                                cwd=cwd, capture_output=True, text=True, check=True,
                                timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
