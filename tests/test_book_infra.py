@@ -181,6 +181,7 @@ def test_setup_on_colab_pins_torch_installs_once_and_enters_book(tmp_path, monke
 
     checkout = tmp_path / "om2p-lite"
     (checkout / "book").mkdir(parents=True)
+    (checkout / ".git").mkdir()
     (checkout / "pyproject.toml").write_text("")
     calls: list[tuple[list[str], str]] = []
 
@@ -205,6 +206,8 @@ def test_setup_on_colab_pins_torch_installs_once_and_enters_book(tmp_path, monke
     assert not launch.setup_chapter("05").installed  # same extras: pip is not run again
     assert launch.setup_chapter("02").installed  # the base install is a different stamp
     assert len(calls) == 2 and calls[1][0][-3] == str(checkout)
+    assert (checkout / ".git" / launch.STAMP).read_text().split() == ["envs", "-"]
+    assert sorted(p.name for p in checkout.iterdir()) == [".git", "book", "pyproject.toml"]
 
 
 def test_setup_on_colab_without_a_clone_says_how_to_fix(tmp_path, monkeypatch) -> None:

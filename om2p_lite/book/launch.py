@@ -35,7 +35,7 @@ REPOSITORY_ENV = "OM2P_REPOSITORY"  # overrides the clone URL (a local path in t
 FIRST_ENVS_CHAPTER = 4  # chapters from here on step mpe2 / MaMuJoCo environments
 # One importable module per extra: present means the extra is installed.
 EXTRA_PROBES: dict[str, str] = {"envs": "mpe2", "book": "jupyter_book", "scale": "distributed"}
-STAMP = ".colab-installed"  # in the clone: "<extras>" once pip succeeded for them
+STAMP = "om2p-colab-installed"  # in the clone's .git/: "<extras>" once pip installed them
 
 
 @dataclass
@@ -56,8 +56,9 @@ class SetupReport:
         torch = f"torch {self.torch}" if self.torch else "torch not installed"
         if self.colab:
             action = ("installed" if self.installed else "already installed")
+            kept = f"kept {torch}" if self.torch else "torch came from the package index"
             return [f"om2p-lite setup (Colab), chapter {self.chapter}: {action} "
-                    f"{self.checkout} with extras [{extras}]; kept {torch}",
+                    f"{self.checkout} with extras [{extras}]; {kept}",
                     f"working directory: {self.workdir}"]
         needs = f"needs extras [{extras}]: installed" if self.extras else "needs no extra"
         return [f"om2p-lite {_version()} from {Path(__file__).resolve().parents[1]}, {torch}; "
@@ -114,8 +115,12 @@ def _version() -> str:
 
 
 def _install(checkout: Path, extras: tuple[str, ...], torch: str | None) -> bool:
-    """pip-install the clone unless the stamp says these extras are in; True if pip ran."""
-    stamp = checkout / STAMP
+    """pip-install the clone unless the stamp says these extras are in; True if pip ran.
+
+    The stamp lives in the clone's ``.git/`` so the work tree stays clean (provenance
+    records would otherwise call it dirty).
+    """
+    stamp = (checkout / ".git" if (checkout / ".git").is_dir() else checkout) / STAMP
     wanted = ",".join(extras) or "-"
     if stamp.is_file() and wanted in stamp.read_text().split():
         return False
