@@ -146,3 +146,19 @@ def test_git_commit_is_dirty_for_code_changes_but_not_for_written_results(tmp_pa
     assert git_commit(tmp_path) == sha
     (tmp_path / "code.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == f"{sha}-dirty"
+
+
+def test_git_commit_of_a_copy_without_git_comes_from_the_sender(tmp_path, monkeypatch):
+    """A tree exported without .git (a batch node) records the commit its sender names."""
+    import pytest
+
+    from om2p_lite.runtime.record import git_commit
+
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    monkeypatch.delenv("OM2P_GIT_COMMIT", raising=False)
+    assert git_commit(tmp_path) == "unknown"
+    monkeypatch.setenv("OM2P_GIT_COMMIT", "a" * 40)
+    assert git_commit(tmp_path) == "a" * 40
+    monkeypatch.setenv("OM2P_GIT_COMMIT", "HEAD; rm -rf /")
+    with pytest.raises(ValueError, match="OM2P_GIT_COMMIT"):
+        git_commit(tmp_path)

@@ -10,6 +10,7 @@ import datetime as dt
 import functools
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -116,8 +117,24 @@ def git_commit(path: str | Path | None = None) -> str:
                                cwd=cwd, capture_output=True, text=True, check=True,
                                timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return _commit_from_env()
     return f"{sha}-dirty" if dirty else sha
+
+
+def _commit_from_env() -> str:
+    """The commit named by ``OM2P_GIT_COMMIT`` for a copy of the tree without its ``.git``.
+
+    A batch or GPU node often receives the source as an export of one commit (``git
+    archive``, rsync of a clean checkout); whoever sends it names the commit. Anything that
+    is not a 40-digit hexadecimal name (optionally with ``-dirty``) is refused.
+    """
+    value = os.environ.get("OM2P_GIT_COMMIT", "").strip()
+    if not value:
+        return "unknown"
+    if not re.fullmatch(r"[0-9a-f]{40}(-dirty)?", value):
+        raise ValueError(f"OM2P_GIT_COMMIT={value!r} is not a commit name. Fix: set it to "
+                         "the output of `git rev-parse HEAD` of the tree this copy came from.")
+    return value
 
 
 def is_dirty(commit: str | None) -> bool:
