@@ -130,7 +130,7 @@ def test_population_bench_times_the_library_step(tmp_path: Path):
     payload = _bench("population").main(
         ["--sizes", "16x1", "--members", "1,2", "--repeats", "1", "--warmup", "0",
          "--threads", "1", "--rounds", "1", "--batch", "8", "--compile-members", "0",
-         "--baseline", "", "--out", str(tmp_path)])
+         "--baseline", "", "--device", "cpu", "--out", str(tmp_path)])
     saved = json.loads((tmp_path / "population_cpu.json").read_text())
     assert saved["benchmark"] == "population" and saved == json.loads(json.dumps(payload))
     rows = {r["members"]: r for r in saved["results"]}

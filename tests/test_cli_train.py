@@ -216,3 +216,34 @@ def test_two_grids_at_once_run_each_run_exactly_once(tmp_path: Path, dataset_pat
         assert keys == [("eval", 0), ("train", 5), ("train", 10), ("train", 15),
                         ("train", 20), ("eval", 20)], (run, keys)
         assert not (Path(run) / "status.json").exists() and not (Path(run) / ".lock").exists()
+
+
+def test_grid_checkpoint_every_reaches_every_run(tmp_path):
+    """`grid --checkpoint-every N` sets the resume-free checkpoint interval of every run."""
+    from om2p_lite.cli.main import build_parser
+    from om2p_lite.rl.experiment import plan_experiment
+
+    exp = tmp_path / "e.toml"
+    exp.write_text(f'results_dir = "{tmp_path / "r"}"\n[grid]\nalgos = ["bc"]\n'
+                   'tasks = ["spread"]\nqualities = ["expert"]\nseeds = [0, 1]\n')
+    args = build_parser().parse_args(["grid", "--experiment", str(exp),
+                                      "--checkpoint-every", "50", "--dry-run"])
+    assert args.checkpoint_every == 50
+    plan = plan_experiment(exp, overrides={"checkpoint_every": args.checkpoint_every})
+    assert [r.cfg.checkpoint_every for r in plan.runs] == [50, 50]
+    assert args.func(args) == 0
+
+
+def test_grid_task_filter_keeps_one_share_and_refuses_unknown_tasks(tmp_path):
+    """`grid --task T` plans only T's runs; a task outside the grid is a clear error."""
+    import pytest
+
+    from om2p_lite.rl.experiment import plan_experiment
+
+    exp = tmp_path / "e.toml"
+    exp.write_text(f'results_dir = "{tmp_path / "r"}"\n[grid]\nalgos = ["bc"]\n'
+                   'tasks = ["spread", "tag"]\nqualities = ["expert"]\nseeds = [0]\n')
+    assert [r.cfg.task for r in plan_experiment(exp, tasks=["tag"]).runs] == ["tag"]
+    assert len(plan_experiment(exp).runs) == 2
+    with pytest.raises(ValueError, match="world not in .*Fix: choose from spread, tag"):
+        plan_experiment(exp, tasks=["world"])

@@ -82,7 +82,8 @@ def audit_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
     log = tmp_path / "audit.log"
     root = Path(__file__).resolve().parents[1]
     return os.environ | {"OM2P_AUDIT_LOG": str(log),
-                         "PYTHONPATH": os.pathsep.join([str(hook), str(root)])}, log
+                         "PYTHONPATH": os.pathsep.join([str(hook), str(root), *filter(
+                             None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])}, log
 
 
 def test_the_audit_sees_outside_addresses_and_the_dashboard_port(tmp_path: Path) -> None:

@@ -144,9 +144,12 @@ def load_run_checkpoint(run: Path) -> dict[str, Any]:
 def _grid(args: argparse.Namespace) -> int:
     from om2p_lite.rl.experiment import ExperimentFailed, plan_experiment, run_experiment
 
+    # resume-free settings (they do not change a run's result) that a command line may set
+    overrides = {"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {}
     if args.dry_run:
         plan = plan_experiment(args.experiment, results_dir=args.results_dir,
-                               max_members=args.max_members, max_runs=args.max_runs)
+                               overrides=overrides, max_members=args.max_members,
+                               max_runs=args.max_runs, tasks=args.task)
         print(plan.headline())
         for out, err in plan.failures.items():
             print(f"{out}: {err}")
@@ -156,9 +159,9 @@ def _grid(args: argparse.Namespace) -> int:
                 print(f"  {run.out_dir}")
         return 0
     try:
-        run_experiment(args.experiment, results_dir=args.results_dir,
+        run_experiment(args.experiment, results_dir=args.results_dir, overrides=overrides,
                        max_members=args.max_members, dask=args.dask,
-                       progress=True, max_runs=args.max_runs,
+                       progress=True, max_runs=args.max_runs, tasks=args.task,
                        keep_checkpoints=args.keep_checkpoints, command=_command())
     except ExperimentFailed as err:
         print(f"error: {len(err.failures)} of {err.total} runs failed (see above and each "
@@ -216,6 +219,12 @@ def register(subparsers: Any) -> None:
                    help="most runs trained together as one population per process")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep checkpoint.pt of finished runs (default: delete)")
+    p.add_argument("--task", action="append", default=[],
+                   help="only the runs on this task (repeatable): one share of the grid "
+                        "for one machine, e.g. the MPE tasks on a GPU, MuJoCo on a CPU")
+    p.add_argument("--checkpoint-every", type=_count, default=0,
+                   help="steps between checkpoints, so that a stopped grid (a preempted "
+                        "node) resumes its runs mid-way (0: the experiment's setting)")
     p.add_argument("--dask", default="", help="run through Dask: 'local:N' (N worker "
                    "processes on 127.0.0.1) or a scheduler address; default: in this process")
     p.set_defaults(func=_grid)

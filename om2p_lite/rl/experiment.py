@@ -29,7 +29,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -600,14 +600,22 @@ class Plan:
 def plan_experiment(path_or_doc: str | Path | dict[str, Any], *,
                     results_dir: str | Path | None = None,
                     overrides: dict[str, Any] | None = None, max_members: int = 16,
-                    max_runs: int = 0) -> Plan:
+                    max_runs: int = 0, tasks: Sequence[str] = ()) -> Plan:
     """Validate an experiment and its folders; sort its runs into finished and to do, the
-    latter (the first ``max_runs`` if > 0) grouped into populations."""
+    latter (the first ``max_runs`` if > 0) grouped into populations. ``tasks`` keeps only
+    the runs on those tasks (a share of one grid for one machine, e.g. MuJoCo on a CPU)."""
     if isinstance(path_or_doc, dict):
         doc, where = path_or_doc, "experiment"
     else:
         doc, where = load_experiment(path_or_doc), str(path_or_doc)
     runs = _runs(doc, results_dir, overrides, where)
+    if tasks:
+        known = sorted({r.cfg.task for r in runs})
+        unknown = sorted(set(tasks) - set(known))
+        if unknown:
+            raise ValueError(f"tasks: {', '.join(unknown)} not in {where}'s grid. Fix: "
+                             f"choose from {', '.join(known)}")
+        runs = [r for r in runs if r.cfg.task in tasks]
     root = Path(results_dir if results_dir is not None
                 else doc.get("results_dir", DEFAULT_RESULTS_DIR))
     check_folder(root, "results_dir")
@@ -638,7 +646,7 @@ def run_experiment(path_or_doc: str | Path | dict[str, Any], *,
                    overrides: dict[str, Any] | None = None, max_members: int = 16,
                    dask: str = "", progress: bool = False, max_runs: int = 0,
                    keep_checkpoints: bool = False, command: str | None = None,
-                   poll_s: float = 2.0) -> list[dict[str, Any]]:
+                   poll_s: float = 2.0, tasks: Sequence[str] = ()) -> list[dict[str, Any]]:
     """Run every unfinished run of an experiment as populations; return every run's result.
 
     Finished runs (valid ``result.json``) are skipped; the rest are grouped by
@@ -651,7 +659,7 @@ def run_experiment(path_or_doc: str | Path | dict[str, Any], *,
     if dask:
         check_dask_address(dask)
     plan = plan_experiment(path_or_doc, results_dir=results_dir, overrides=overrides,
-                           max_members=max_members, max_runs=max_runs)
+                           max_members=max_members, max_runs=max_runs, tasks=tasks)
     if plan.todo:
         try:
             plan.root.mkdir(parents=True, exist_ok=True)
