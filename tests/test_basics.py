@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -128,9 +129,11 @@ def test_lazy_exports_resolve_to_the_same_object_every_time():
         assert inspect.ismodule(first) == (not hasattr(mod, name)), name
 
 
-def test_git_commit_is_dirty_for_code_changes_but_not_for_written_results(tmp_path):
+def test_git_commit_is_dirty_for_code_changes_but_not_for_written_results(tmp_path,
+                                                                         monkeypatch):
     from om2p_lite.runtime.record import git_commit
 
+    monkeypatch.delenv("OM2P_GIT_COMMIT", raising=False)
     def git(*args: str) -> None:
         subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
 
@@ -159,6 +162,8 @@ def test_git_commit_of_a_copy_without_git_comes_from_the_sender(tmp_path, monkey
     assert git_commit(tmp_path) == "unknown"
     monkeypatch.setenv("OM2P_GIT_COMMIT", "a" * 40)
     assert git_commit(tmp_path) == "a" * 40
+    monkeypatch.setenv("OM2P_GIT_COMMIT", "b" * 40)  # a named commit wins over a stale .git
+    assert git_commit(Path(__file__).parent) == "b" * 40
     monkeypatch.setenv("OM2P_GIT_COMMIT", "HEAD; rm -rf /")
     with pytest.raises(ValueError, match="OM2P_GIT_COMMIT"):
         git_commit(tmp_path)

@@ -108,6 +108,8 @@ def git_commit(path: str | Path | None = None) -> str:
     Changes under ``data/results/`` do not count: a run that writes results there (a
     benchmark suite, a grid) would otherwise call every result after its first one dirty.
     """
+    if os.environ.get("OM2P_GIT_COMMIT", "").strip():
+        return _commit_from_env()  # the sender of a copied tree knows its commit best
     cwd = Path(path) if path else Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
@@ -122,11 +124,12 @@ def git_commit(path: str | Path | None = None) -> str:
 
 
 def _commit_from_env() -> str:
-    """The commit named by ``OM2P_GIT_COMMIT`` for a copy of the tree without its ``.git``.
+    """The commit named by ``OM2P_GIT_COMMIT``, for a copy of the tree sent to another node.
 
     A batch or GPU node often receives the source as an export of one commit (``git
-    archive``, rsync of a clean checkout); whoever sends it names the commit. Anything that
-    is not a 40-digit hexadecimal name (optionally with ``-dirty``) is refused.
+    archive``, rsync of a checkout), with no ``.git`` or a stale one; whoever sends it names
+    the commit, and that name wins. Anything that is not a 40-digit hexadecimal name
+    (optionally with ``-dirty``) is refused.
     """
     value = os.environ.get("OM2P_GIT_COMMIT", "").strip()
     if not value:
