@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,10 +27,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def git_commit() -> str | None:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                          text=True)
-    return done.stdout.strip() or None
+def git_commit() -> str:
+    """The library's record of the commit: '-dirty' marks changed code, and a copy of the
+    tree sent to another node names its commit in OM2P_GIT_COMMIT."""
+    from om2p_lite.runtime.record import git_commit as commit_of
+
+    return commit_of(REPO)
 
 
 def device_name() -> str:
