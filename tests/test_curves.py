@@ -98,7 +98,7 @@ def test_final_scores_zero_fraction_step_times(root: Path):
     zeros = curves.zero_fraction(curves.load_train_logs(root)).set_index("variant")
     assert zeros.loc["fd_1e-8", "mean"] == pytest.approx(0.8)
     assert zeros.loc["jvp", "max"] == 0.0
-    times = curves.step_times(runs).set_index("variant")
+    times = curves.step_times(runs, column="s_per_step").set_index("variant")
     assert times.loc["jvp", "ms_mean"] == pytest.approx(20.0)
     assert times.loc["zero", "ms_mean"] == pytest.approx(10.0)
 
@@ -217,7 +217,8 @@ def test_settings_comparison_text_and_slider_frames(root: Path):
     assert steps == [0, 50, 100] and list(frames) == ["1e-3", "1e-8"]
     assert frames["1e-8"] == {"fd": [0.0, 0.5, 1.0], "exact": [0.0, 5.5, 11.0]}
     times = curves.step_times(runs).set_index("variant")
-    assert times.loc["jvp", "ms_mean"] == pytest.approx(20.0)  # no population: one member
+    # no population field: the 3 jvp seeds share one s_per_step, so one population of 3
+    assert times.loc["jvp", "ms_mean"] == pytest.approx(20.0 / 3)
 
 
 def test_population_step_time_is_shared_by_its_members(root: Path):
@@ -226,7 +227,9 @@ def test_population_step_time_is_shared_by_its_members(root: Path):
     path.write_text(json.dumps(result | {"population": 4}))
     runs = curves.load_runs(root).set_index(["variant", "seed"])
     assert runs.loc[("zero", 0), "s_per_member_step"] == pytest.approx(0.01 / 4)
-    assert runs.loc[("zero", 1), "s_per_member_step"] == pytest.approx(0.01)
+    # older results without the field: the 9 runs (fd and zero) that share s_per_step
+    assert runs.loc[("zero", 1), "s_per_member_step"] == pytest.approx(0.01 / 9)
+    assert runs.loc[("jvp", 0), "population"] == 3
 
 
 def test_sweep_reruns_tiny_at_smoke_and_reads_stored_results_at_book(tmp_path: Path,
@@ -296,7 +299,7 @@ def test_score_matrix_and_algo_costs_build_the_main_table():
             rows.append({"task": task, "quality": quality, "algo": algo, "variant": "",
                          "seed": seed, "status": "finished", "normalised": v,
                          "s_per_member_step": 0.01 if task == "world" else 0.02,
-                         "steps": 360})
+                         "steps": 360, "device": "cuda (H100)" if task == "world" else "cpu"})
     runs = pd.DataFrame(rows)
     labels, cols, z, text = curves.score_matrix(runs)
     assert labels == ["halfcheetah expert", "world random", "world expert"]
@@ -306,8 +309,19 @@ def test_score_matrix_and_algo_costs_build_the_main_table():
     costs = curves.algo_costs(runs).set_index("algo")
     assert costs.loc["om2p", "ms_mpe"] == pytest.approx(10.0)
     assert costs.loc["om2p", "ms_halfcheetah"] == pytest.approx(20.0)
-    assert costs.loc["om2p", "hours"] == pytest.approx((3 * 3.6 + 2 * 7.2) / 3600)
+    assert costs.loc["om2p", "hours_mpe"] == pytest.approx(3 * 3.6 / 3600)
+    assert costs.loc["om2p", "hours_halfcheetah"] == pytest.approx(2 * 7.2 / 3600)
+    assert costs.loc["om2p", "device_mpe"] == "cuda (H100)"
+    assert costs.loc["om2p", "device_halfcheetah"] == "cpu"
+    assert costs.loc["bc", "device_halfcheetah"] == ""
     assert math.isnan(costs.loc["bc", "ms_halfcheetah"]) and costs.loc["bc", "runs"] == 2
+
+
+def test_short_device_names_the_device_without_versions():
+    assert curves.short_device("cuda (NVIDIA H100 80GB HBM3), torch 2.11.0+cu130") == \
+        "cuda (NVIDIA H100 80GB HBM3)"
+    assert curves.short_device("cpu (1 threads), torch 2.13.0+cpu") == "cpu"
+    assert curves.short_device(None) == ""
 
 
 def test_smoke_grid_must_name_grid_entries(tmp_path: Path):

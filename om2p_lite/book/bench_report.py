@@ -14,7 +14,7 @@ import pandas as pd
 
 from om2p_lite.book.plots import PALETTE, lines
 
-BENCHMARKS = ("sampling_latency", "train_step_cost", "scaling", "population")
+BENCHMARKS = ("sampling_latency", "train_step_cost", "scaling", "population", "peer")
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "results" / "bench"
 
 

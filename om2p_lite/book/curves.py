@@ -81,6 +81,15 @@ def _num(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
+def short_device(described: str | None) -> str:
+    """``describe_device``'s text without the torch version or thread count: 'cpu' or
+    'cuda (NVIDIA H100 80GB HBM3)'; '' when a result predates the record."""
+    if not described:
+        return ""
+    name = str(described).split(", torch")[0]
+    return "cpu" if name.startswith("cpu") else name
+
+
 def load_runs(root: str | Path) -> pd.DataFrame:
     """One row per run folder: keys, seed, status (finished | failed | running), final
     return and normalised score, seconds per step, wall time, the config's main fields."""
@@ -95,24 +104,35 @@ def load_runs(root: str | Path) -> pd.DataFrame:
             values = {"return": _num(res.get("return")),
                       "normalised": _num(res.get("normalised")),
                       "s_per_step": _num(res.get("s_per_step")),
-                      "wall_s": _num(res.get("wall_s"))}
+                      "wall_s": _num(res.get("wall_s")),
+                      "device": short_device(res.get("provenance", {}).get("device"))}
         else:
             cfg = _read_json(folder / CONFIG)
             st = _read_json(folder / STATUS) if (folder / STATUS).exists() else {}
             status = "failed" if st.get("status") == "failed" else "running"
             values = {k: float("nan") for k in ("return", "normalised", "s_per_step",
-                                                 "wall_s")}
-        if status == "finished":  # a population's step time is shared by its members
-            members = int(res.get("population") or 1)
-            values["s_per_member_step"] = values["s_per_step"] / members
-        else:
-            values["s_per_member_step"] = float("nan")
+                                                 "wall_s")} | {"device": ""}
+        values["population"] = (_num(res.get("population")) if status == "finished"
+                                else float("nan"))
         rows.append(keys | {"status": status} | values
                     | {c: cfg.get(c) for c in CONFIG_COLUMNS} | {"path": str(folder)})
     if not rows:
         raise FileNotFoundError(f"{root}: no run folders. Fix: run `python -m om2p_lite grid "
                                 f"--experiment FILE` first")
-    return pd.DataFrame(rows)
+    return _per_member(pd.DataFrame(rows))
+
+
+def _per_member(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add ``s_per_member_step``: a population's step time divided by its members.
+
+    A result that predates the ``population`` field is counted with the finished runs that
+    report the very same ``s_per_step``: the members of one population share that float.
+    """
+    done = runs["status"] == "finished"
+    shared = runs[done].groupby("s_per_step")["s_per_step"].transform("size")
+    members = runs["population"].where(runs["population"].notna(), shared)
+    return runs.assign(population=members,
+                       s_per_member_step=(runs["s_per_step"] / members).where(done))
 
 
 def _log_rows(folder: Path) -> list[dict[str, Any]]:
@@ -669,16 +689,24 @@ def score_matrix(runs: pd.DataFrame, value: str = "normalised",
 
 
 def algo_costs(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per algorithm: ms per training step and member on MPE tasks and on HalfCheetah, and
-    the CPU-hours its finished runs took (steps × time per member step)."""
+    """Per algorithm and task family (MPE, HalfCheetah): ms per training step and member,
+    the hours its finished runs took (steps × time per member step) and the device(s)
+    they ran on, so that a table never mixes a GPU's time with a CPU's unlabelled."""
     done = runs[runs["status"] == "finished"].assign(
         family=lambda d: np.where(d["task"] == "halfcheetah", "halfcheetah", "mpe"),
         seconds=lambda d: d["s_per_member_step"] * d["steps"].astype(float))
+    if "device" not in done:
+        done = done.assign(device="")
     rows = []
     for algo, block in done.groupby("algo", sort=False):
-        mpe = block.loc[block["family"] == "mpe", "s_per_member_step"]
-        hc = block.loc[block["family"] == "halfcheetah", "s_per_member_step"]
-        rows.append({"algo": algo, "ms_mpe": 1e3 * mpe.mean() if len(mpe) else float("nan"),
-                     "ms_halfcheetah": 1e3 * hc.mean() if len(hc) else float("nan"),
-                     "hours": block["seconds"].sum() / 3600, "runs": len(block)})
-    return pd.DataFrame(rows, columns=["algo", "ms_mpe", "ms_halfcheetah", "hours", "runs"])
+        row: dict[str, Any] = {"algo": algo, "runs": len(block)}
+        for family in ("mpe", "halfcheetah"):
+            part = block[block["family"] == family]
+            row[f"ms_{family}"] = (1e3 * part["s_per_member_step"].mean() if len(part)
+                                   else float("nan"))
+            row[f"hours_{family}"] = part["seconds"].sum() / 3600 if len(part) else 0.0
+            row[f"device_{family}"] = " + ".join(sorted(set(part["device"]) - {""}))
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["algo", "ms_mpe", "ms_halfcheetah", "hours_mpe",
+                                       "hours_halfcheetah", "device_mpe",
+                                       "device_halfcheetah", "runs"])
