@@ -359,3 +359,27 @@ def test_baseline_population_equals_its_runs_alone(algo: str, task_data, tmp_pat
                                 b["agent"].state_dict().values(), strict=True):
             assert torch.equal(p, q), (algo, name)
         assert a["last_logs"] == b["last_logs"]
+
+
+@pytest.mark.parametrize("algo", ["bc", "td3bc", "cql", "omar", "flowq", "diffusionq"])
+def test_baselines_never_read_the_om2p_only_fields(algo: str) -> None:
+    """A baseline trains bit-identically whatever OM2P_ONLY_FIELDS hold, so the grid may keep
+    its stored results when one of their defaults changes (rl.experiment.stale_fields)."""
+    from om2p_lite.rl.config import OM2P_ONLY_FIELDS
+
+    other = {"xi": "beta55", "ratio": 0.9, "pairing": "independent", "estimator": "jvp",
+             "dr": 1e-2, "adaptive_p": 0.5, "sample_steps": 4}
+    assert set(other) == OM2P_ONLY_FIELDS
+    batch = {k: v[:16] for k, v in synthetic("spread").batch(np.arange(64)).items()}
+    states, actions = [], []
+    for fields in ({}, other):
+        torch.manual_seed(0)
+        agent = make_agent(algo, AgentDims(3, 6, 2, (2, 2, 2)), _cfg(algo=algo, **fields))
+        for _ in range(2):
+            agent.update(batch)
+        states.append(agent.state_dict())
+        actions.append(agent.act(batch["obs"], torch.Generator().manual_seed(3)))
+    assert states[0].keys() == states[1].keys()
+    for name, p in states[0].items():
+        torch.testing.assert_close(p, states[1][name], rtol=0, atol=0, msg=name)
+    assert torch.equal(actions[0], actions[1])

@@ -143,6 +143,9 @@ def test_invalid_result_is_rerun_and_other_settings_are_refused(tmp_path: Path, 
     assert ex.plan_experiment(doc).headline() == "1 runs, 0 finished, 1 to do"
     ex.run_experiment(doc)
     assert ex.read_result(result.parent)["return"] is not None
+    # fields only OM2P reads do not make a baseline's (here BC's) result stale
+    other = doc | {"config": doc["config"] | {"xi": "beta55", "dr": 1e-2, "sample_steps": 3}}
+    assert ex.plan_experiment(other).headline() == "1 runs, 1 finished, 0 to do"
     doc["config"] = doc["config"] | {"lr": 0.5}
     with pytest.raises(ex.ExperimentFailed, match=r"made with other settings \(\['lr'\]"):
         ex.run_experiment(doc)

@@ -275,6 +275,12 @@ def warn_unresolved_dr(dr: float, dtype: torch.dtype = COMPUTE_DTYPE) -> bool:
     return True
 
 
+# Fields that only OM2P reads (its time sampler, pairing, du/dr estimator and one-step
+# sampler): a change of their defaults leaves a baseline's stored result valid.
+OM2P_ONLY_FIELDS = frozenset({"xi", "ratio", "pairing", "estimator", "dr", "adaptive_p",
+                              "sample_steps"})
+
+
 # Training presets per named budget (``budget.get_budget`` names); the paper's scale is
 # "full" (public code: 4x512 MLPs, batch 256; our step count is smaller than its 1M).
 PRESETS: dict[str, dict[str, Any]] = {
