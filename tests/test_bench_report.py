@@ -141,3 +141,10 @@ def test_population_bench_times_the_library_step(tmp_path: Path):
     for key in ("git_commit", "command", "load_average_before", "matmul_peak_gflops"):
         assert key in saved["meta"], key
     assert not saved["meta"]["command"].startswith("/")  # repository-relative
+    from om2p_lite.book.bench_report import population_table
+
+    table = population_table(saved)
+    assert list(table.index) == [("16x1", 1), ("16x1", 2)]
+    assert table.loc[("16x1", 2), "vs_one_run"] == rows[2]["vs_one_run"]
+    with pytest.raises(ValueError, match="expected a 'population' result"):
+        population_table({"benchmark": "scaling"})

@@ -67,6 +67,15 @@ def scaling_table(payload: Mapping[str, Any], sweep: str = "vs_agents") -> pd.Da
     return pd.DataFrame(payload[sweep])
 
 
+def population_table(payload: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows (size, members): ms per member and step, per-member speed-up over one run, and
+    OM2P's update time over MA-TD3+BC's with the counted FLOP ratio beside it."""
+    _check(payload, "population")
+    cols = ["size", "members", "ms_per_member_step", "vs_one_run", "om2p_vs_td3bc",
+            "flop_ratio"]
+    return pd.DataFrame(payload["results"])[cols].set_index(["size", "members"])
+
+
 def targets_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """Every target check of every result file, with the device it ran on."""
     rows = []
