@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from om2p_lite import bench_report as br
@@ -148,3 +149,18 @@ def test_population_bench_times_the_library_step(tmp_path: Path):
     assert table.loc[("16x1", 2), "vs_one_run"] == rows[2]["vs_one_run"]
     with pytest.raises(ValueError, match="expected a 'population' result"):
         population_table({"benchmark": "scaling"})
+
+
+def test_peer_table_reads_a_peer_result():
+    from om2p_lite.book.bench_report import peer_table
+
+    payload = {"benchmark": "peer", "results": [
+        {"candidate": "official", "threads": "jax", "steps_per_s": 1.6, "vs_official": 1.0,
+         "peak_rss_mib": 2580},
+        {"candidate": "ours-fd-t0", "threads": 0, "steps_per_s": 2.4, "vs_official": 1.5,
+         "gflops_per_s": 80.0, "of_peak": 0.6, "peak_rss_mib": 660}]}
+    table = peer_table(payload)
+    assert table.loc["ours-fd-t0", "vs_official"] == 1.5
+    assert pd.isna(table.loc["official", "gflops_per_s"])
+    with pytest.raises(ValueError, match="expected a 'peer' result"):
+        peer_table({"benchmark": "population"})

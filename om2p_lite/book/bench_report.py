@@ -76,6 +76,16 @@ def population_table(payload: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(payload["results"])[cols].set_index(["size", "members"])
 
 
+def peer_table(payload: Mapping[str, Any]) -> pd.DataFrame:
+    """One row per candidate against the official code: steps/s, the ratio to the official
+    code's, achieved GFLOP/s and share of the matmul peak, peak memory."""
+    _check(payload, "peer")
+    cols = ["candidate", "threads", "steps_per_s", "vs_official", "gflops_per_s", "of_peak",
+            "peak_rss_mib"]
+    df = pd.DataFrame(payload["results"])
+    return df[[c for c in cols if c in df.columns]].set_index("candidate")
+
+
 def targets_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
     """Every target check of every result file, with the device it ran on."""
     rows = []
