@@ -222,6 +222,17 @@ def peak_step_memory(step: Callable[[], object], device: torch.device) -> dict[s
     return {"peak_mib": max(total) / 2**20, "extra_mib": (max(total) - total[0]) / 2**20}
 
 
+def update_flops(agent: Any, batch: Any) -> float:
+    """Matrix-multiply FLOPs of one ``agent.update`` (forward and backward), counted by torch:
+    the mean over two updates (TD3+BC's actor steps on every second one)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        agent.update(batch)
+        agent.update(batch)
+    return counter.get_total_flops() / 2
+
+
 def write_json(out_dir: Path, name: str, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``out_dir/name.json`` (suffixed with the device type)."""
     out_dir.mkdir(parents=True, exist_ok=True)

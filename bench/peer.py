@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchlib import DEFAULT_OUT, ROOT, meta, print_table, write_json
+from benchlib import DEFAULT_OUT, ROOT, meta, print_table, update_flops, write_json
 
 OFFICIAL_URL = "https://github.com/lizr16/OM2P"
 ENV_NAME, N_AGENTS, QUALITY = "simple_spread", 4, "expert"
@@ -311,8 +311,6 @@ def import_dataset(src: Path, work: Path) -> tuple[Path, str]:
 def step_flops(dataset: Path, estimator: str) -> float:
     """Matrix-multiply FLOPs of one om2p-lite step at the paper's size (forward and backward
     of one ``agent.update``, counted by torch; mean over two updates)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     from om2p_lite.data.dataset import load_dataset
     from om2p_lite.rl.config import TrainConfig
     from om2p_lite.rl.population import build_population, sample_population_batch
@@ -327,10 +325,7 @@ def step_flops(dataset: Path, estimator: str) -> float:
     agent.generators = [torch.Generator().manual_seed(0)]
     batch = sample_population_batch(ds, [torch.Generator().manual_seed(1)], BATCH)
     agent.update(batch)  # first call outside the count
-    with FlopCounterMode(display=False) as counter:
-        agent.update(batch)
-        agent.update(batch)
-    return counter.get_total_flops() / 2
+    return update_flops(agent, batch)
 
 
 def matmul_peaks() -> dict[str, float]:

@@ -35,6 +35,7 @@ from benchlib import (
     parse_sizes,
     print_table,
     setup,
+    update_flops,
     write_json,
 )
 
@@ -96,14 +97,7 @@ def population(algo: str, n_members: int, hidden: int, depth: int, batch: int, d
         agent.update(fixed)
 
     def flops() -> float:
-        """Matrix-multiply FLOPs of one update (forward and backward), counted by torch:
-        the mean over two updates (TD3+BC's actor steps on every second one)."""
-        from torch.utils.flop_counter import FlopCounterMode
-
-        with FlopCounterMode(display=False) as counter:
-            agent.update(fixed)
-            agent.update(fixed)
-        return counter.get_total_flops() / 2
+        return update_flops(agent, fixed)
 
     return {"train_step": train_step, "update": update, "flops": flops}
 

@@ -322,6 +322,8 @@ def test_short_device_names_the_device_without_versions():
         "cuda (NVIDIA H100 80GB HBM3)"
     assert curves.short_device("cpu (1 threads), torch 2.13.0+cpu") == "cpu"
     assert curves.short_device(None) == ""
+    assert curves.devices_of(["cpu", "", "cuda (H100)", "cpu"]) == "cpu + cuda (H100)"
+    assert curves.devices_of([""]) == ""
 
 
 def test_smoke_grid_must_name_grid_entries(tmp_path: Path):

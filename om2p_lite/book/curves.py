@@ -90,6 +90,11 @@ def short_device(described: str | None) -> str:
     return "cpu" if name.startswith("cpu") else name
 
 
+def devices_of(devices: Iterable[str]) -> str:
+    """The distinct recorded devices of some runs, joined by ' + ' ('' when none)."""
+    return " + ".join(sorted(set(devices) - {""}))
+
+
 def load_runs(root: str | Path) -> pd.DataFrame:
     """One row per run folder: keys, seed, status (finished | failed | running), final
     return and normalised score, seconds per step, wall time, the config's main fields."""
@@ -705,7 +710,7 @@ def algo_costs(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"ms_{family}"] = (1e3 * part["s_per_member_step"].mean() if len(part)
                                    else float("nan"))
             row[f"hours_{family}"] = part["seconds"].sum() / 3600 if len(part) else 0.0
-            row[f"device_{family}"] = " + ".join(sorted(set(part["device"]) - {""}))
+            row[f"device_{family}"] = devices_of(part["device"])
         rows.append(row)
     return pd.DataFrame(rows, columns=["algo", "ms_mpe", "ms_halfcheetah", "hours_mpe",
                                        "hours_halfcheetah", "device_mpe",
