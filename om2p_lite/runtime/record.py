@@ -108,8 +108,9 @@ def git_commit(path: str | Path | None = None) -> str:
     Changes under ``data/results/`` do not count: a run that writes results there (a
     benchmark suite, a grid) would otherwise call every result after its first one dirty.
     """
-    if os.environ.get("OM2P_GIT_COMMIT", "").strip():
-        return _commit_from_env()  # the sender of a copied tree knows its commit best
+    named = _commit_from_env()
+    if named:  # the sender of a copied tree knows its commit best
+        return named
     cwd = Path(path) if path else Path(__file__).resolve().parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
@@ -119,11 +120,11 @@ def git_commit(path: str | Path | None = None) -> str:
                                cwd=cwd, capture_output=True, text=True, check=True,
                                timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return _commit_from_env()
+        return "unknown"
     return f"{sha}-dirty" if dirty else sha
 
 
-def _commit_from_env() -> str:
+def _commit_from_env() -> str | None:
     """The commit named by ``OM2P_GIT_COMMIT``, for a copy of the tree sent to another node.
 
     A batch or GPU node often receives the source as an export of one commit (``git
@@ -133,7 +134,7 @@ def _commit_from_env() -> str:
     """
     value = os.environ.get("OM2P_GIT_COMMIT", "").strip()
     if not value:
-        return "unknown"
+        return None
     if not re.fullmatch(r"[0-9a-f]{40}(-dirty)?", value):
         raise ValueError(f"OM2P_GIT_COMMIT={value!r} is not a commit name. Fix: set it to "
                          "the output of `git rev-parse HEAD` of the tree this copy came from.")
