@@ -168,9 +168,9 @@ def matmul_peak(device: torch.device, n: int = 1024) -> float:
 
 def run(args) -> dict:
     if args.threads == 0:  # what training does with threads = 0: the cores others leave idle
-        from om2p_lite.rl.population import auto_threads
+        from om2p_lite.runtime.cores import IdleCores
 
-        args.threads = auto_threads()
+        args.threads = IdleCores().threads()
     device = setup(args)
     clock = clock_of(args, device)
     from om2p_lite.data.generate import dataset_path, get_dataset

@@ -15,7 +15,6 @@ evaluations are bit-identical on the CPU to a run of its own (tests/test_populat
 from __future__ import annotations
 
 import math
-import os
 import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ from om2p_lite.rl.rundir import (
     write_status,
 )
 from om2p_lite.rl.train import RunLog, check_dataset, dims_of, load_data
+from om2p_lite.runtime.cores import IdleCores
 from om2p_lite.runtime.record import portable_config
 
 # Settings each member of a population may have of its own (everything else is shared).
@@ -68,21 +68,6 @@ def population_key(cfg: TrainConfig) -> tuple:
     if stackable:
         key += (("du_dr_path", "fd|zero" if cfg.estimator in ("fd", "zero") else cfg.estimator),)
     return key
-
-
-def auto_threads() -> int:
-    """Torch CPU threads for ``threads = 0``: the cores that other processes leave idle.
-
-    On a shared machine two threads that fight other busy processes for two cores are
-    slower than one; the 1-minute load average tells how many cores are taken.
-    """
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    n = n or 1
-    try:
-        load = os.getloadavg()[0]
-    except (OSError, AttributeError):
-        return n
-    return max(1, min(n, int(n - load + 0.5)))
 
 
 # --- stacking members' states into one agent and back ---------------------------------------
@@ -290,7 +275,8 @@ def _likely_cause(cfg: TrainConfig) -> str:
 
 # --- the loop ----------------------------------------------------------------------------------
 
-def _train_group(members: list[_Member], ds: Any, device: torch.device) -> list[dict[str, Any]]:
+def _train_group(members: list[_Member], ds: Any, device: torch.device,
+                 cores: IdleCores) -> list[dict[str, Any]]:
     """Train members that resume from the same step as one stacked agent."""
     from tqdm.auto import tqdm
 
@@ -399,7 +385,7 @@ def _train_group(members: list[_Member], ds: Any, device: torch.device) -> list[
                 m.log.add({"step": step, "kind": "train", **row, "wall_s": wall(m)})
             bar.set_postfix({k: f"{v:.3g}" for k, v in list(rows[0].items())[:3]})
             if cfg.threads == 0 and device.type == "cpu":
-                torch.set_num_threads(auto_threads_running())
+                torch.set_num_threads(cores.threads())
         if evaluating and ((cfg.eval_every and step % cfg.eval_every == 0) or step == cfg.steps):
             evaluate(step)
         if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == last:
@@ -422,17 +408,6 @@ def _train_group(members: list[_Member], ds: Any, device: torch.device) -> list[
             "wall_s": wall(m), "s_per_step": step_time / max(last - start, 1),
             "population": P, "agent": single})
     return summaries
-
-
-def auto_threads_running() -> int:
-    """``auto_threads`` while this process runs: its own busy threads are not 'others'."""
-    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    n = n or 1
-    try:
-        others = os.getloadavg()[0] - torch.get_num_threads()
-    except (OSError, AttributeError):
-        return n
-    return max(1, min(n, int(n - max(others, 0.0) + 0.5)))
 
 
 def train_population(cfgs: list[TrainConfig], dataset: Any = None,
@@ -467,8 +442,9 @@ def train_population(cfgs: list[TrainConfig], dataset: Any = None,
         check_dataset(ds, c)
     device = pick_device(cfgs[0].device or None)
     threads_before = torch.get_num_threads()
+    cores = IdleCores()
     if device.type == "cpu":
-        torch.set_num_threads(cfgs[0].threads or auto_threads())
+        torch.set_num_threads(cfgs[0].threads or cores.threads())
     members = [_Member(i, c, Path(c.out_dir) if c.out_dir else None) for i, c in enumerate(cfgs)]
     try:
         with ExitStack() as locks:
@@ -480,7 +456,7 @@ def train_population(cfgs: list[TrainConfig], dataset: Any = None,
             summaries: list[dict[str, Any] | None] = [None] * len(members)
             for step in sorted({m.start for m in members}):
                 group = [m for m in members if m.start == step]
-                for m, s in zip(group, _train_group(group, ds, device), strict=True):
+                for m, s in zip(group, _train_group(group, ds, device, cores), strict=True):
                     summaries[m.index] = s
     finally:
         torch.set_num_threads(threads_before)
