@@ -361,25 +361,42 @@ def test_baseline_population_equals_its_runs_alone(algo: str, task_data, tmp_pat
         assert a["last_logs"] == b["last_logs"]
 
 
-@pytest.mark.parametrize("algo", ["bc", "td3bc", "cql", "omar", "flowq", "diffusionq"])
-def test_baselines_never_read_the_om2p_only_fields(algo: str) -> None:
-    """A baseline trains bit-identically whatever OM2P_ONLY_FIELDS hold, so the grid may keep
-    its stored results when one of their defaults changes (rl.experiment.stale_fields)."""
-    from om2p_lite.rl.config import OM2P_ONLY_FIELDS
+# a value other than TINY's or the default for every field of FIELD_READERS
+OTHER_VALUES = {"critic_hidden": 8, "critic_depth": 2, "n_q": 3, "gamma": 0.5, "tau": 0.3,
+                "eta": 3.0, "q_norm": False, "xi": "beta55", "ratio": 0.9,
+                "pairing": "independent", "estimator": "jvp", "dr": 1e-2, "adaptive_p": 0.5,
+                "sample_steps": 4, "flow_steps": 3, "diffusion_steps": 3, "alpha": 1.0,
+                "policy_noise": 0.4, "noise_clip": 0.1, "cql_alpha": 3.0, "cql_samples": 3,
+                "omar_coef": 0.3, "omar_iters": 2, "omar_samples": 5, "omar_elites": 3,
+                "omar_sigma": 1.0}
 
-    other = {"xi": "beta55", "ratio": 0.9, "pairing": "independent", "estimator": "jvp",
-             "dr": 1e-2, "adaptive_p": 0.5, "sample_steps": 4}
-    assert set(other) == OM2P_ONLY_FIELDS
+
+def _two_updates(algo: str, **fields) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """An agent's state after two updates on a fixed batch, and its seeded actions."""
     batch = {k: v[:16] for k, v in synthetic("spread").batch(np.arange(64)).items()}
-    states, actions = [], []
-    for fields in ({}, other):
-        torch.manual_seed(0)
-        agent = make_agent(algo, AgentDims(3, 6, 2, (2, 2, 2)), _cfg(algo=algo, **fields))
-        for _ in range(2):
-            agent.update(batch)
-        states.append(agent.state_dict())
-        actions.append(agent.act(batch["obs"], torch.Generator().manual_seed(3)))
-    assert states[0].keys() == states[1].keys()
-    for name, p in states[0].items():
-        torch.testing.assert_close(p, states[1][name], rtol=0, atol=0, msg=name)
-    assert torch.equal(actions[0], actions[1])
+    torch.manual_seed(0)
+    agent = make_agent(algo, AgentDims(3, 6, 2, (2, 2, 2)), _cfg(algo=algo, **fields))
+    for _ in range(2):
+        agent.update(batch)
+    return agent.state_dict(), agent.act(batch["obs"], torch.Generator().manual_seed(3))
+
+
+def _same(a: tuple[dict[str, torch.Tensor], torch.Tensor],
+          b: tuple[dict[str, torch.Tensor], torch.Tensor]) -> bool:
+    return a[0].keys() == b[0].keys() and torch.equal(a[1], b[1]) and all(
+        a[0][k].shape == b[0][k].shape and torch.equal(a[0][k], b[0][k]) for k in a[0])
+
+
+@pytest.mark.parametrize("algo", ALGORITHMS)
+def test_field_readers_name_exactly_the_fields_each_algorithm_reads(algo: str) -> None:
+    """An algorithm trains and acts bit-identically whatever the fields it is not listed as
+    reading hold (so the grid may keep its stored results when one of them changes,
+    rl.experiment.stale_fields), and each field it is listed as reading changes it."""
+    from om2p_lite.rl.config import FIELD_READERS
+
+    assert set(OTHER_VALUES) == set(FIELD_READERS)
+    base = _two_updates(algo)
+    unread = {k: v for k, v in OTHER_VALUES.items() if algo not in FIELD_READERS[k]}
+    assert _same(base, _two_updates(algo, **unread)), sorted(unread)
+    for k in sorted(set(OTHER_VALUES) - set(unread)):
+        assert not _same(base, _two_updates(algo, **{k: OTHER_VALUES[k]})), k

@@ -3,6 +3,7 @@ runs, failures recorded without stopping the grid, filesystem errors, provenance
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -275,3 +276,16 @@ def test_a_diverging_member_fails_alone(tmp_path: Path, dataset_path) -> None:
     alone = ex.run_experiment(doc | {"variants": {"ok": {"eta": 1.0}}},
                               results_dir=tmp_path / "alone")
     assert [r["return"] for r in err.value.results] == [alone[0]["return"]]
+
+
+def test_a_result_is_stale_only_for_fields_its_algorithm_reads() -> None:
+    def result(algo: str, **fields) -> dict:
+        return {"config": dataclasses.asdict(TrainConfig(algo=algo, **fields))}
+
+    assert ex.stale_fields(result("bc", eta=3.0, critic_hidden=8), TrainConfig(algo="bc")) == []
+    assert ex.stale_fields(result("om2p", eta=3.0), TrainConfig(algo="om2p")) == ["eta"]
+    assert ex.stale_fields(result("td3bc", flow_steps=2, alpha=1.0),
+                        TrainConfig(algo="td3bc")) == ["alpha"]
+    assert ex.stale_fields(result("omar", cql_alpha=2.0, threads=2),
+                        TrainConfig(algo="omar")) == ["cql_alpha"]
+    assert ex.stale_fields(result("bc", lr=1e-2), TrainConfig(algo="bc")) == ["lr"]

@@ -275,10 +275,26 @@ def warn_unresolved_dr(dr: float, dtype: torch.dtype = COMPUTE_DTYPE) -> bool:
     return True
 
 
-# Fields that only OM2P reads (its time sampler, pairing, du/dr estimator and one-step
-# sampler): a change of their defaults leaves a baseline's stored result valid.
-OM2P_ONLY_FIELDS = frozenset({"xi", "ratio", "pairing", "estimator", "dr", "adaptive_p",
-                              "sample_steps"})
+# Fields that only some algorithms read, and which: a change of such a field leaves the
+# stored results of the others valid (rl.experiment.stale_fields). Every field not named
+# here is read by every algorithm. Measured, not assumed: tests/test_agents.py changes
+# each field and checks whose training and actions change.
+_CRITICS = frozenset({"om2p", "td3bc", "cql", "omar", "flowq", "diffusionq"})  # not BC
+_Q_GUIDED = frozenset({"om2p", "flowq", "diffusionq"})  # λ = η / sg(mean |Q|)
+_SMOOTHED = frozenset({"td3bc", "cql", "omar"})  # TD3's target smoothing, CQL's proposals
+FIELD_READERS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(("critic_hidden", "critic_depth", "n_q", "gamma", "tau"), _CRITICS),
+    **dict.fromkeys(("eta", "q_norm"), _Q_GUIDED),
+    **dict.fromkeys(("xi", "ratio", "pairing", "estimator", "dr", "adaptive_p",
+                     "sample_steps"), frozenset({"om2p"})),
+    "flow_steps": frozenset({"flowq"}),
+    "diffusion_steps": frozenset({"diffusionq"}),
+    "alpha": frozenset({"td3bc"}),
+    **dict.fromkeys(("policy_noise", "noise_clip"), _SMOOTHED),
+    **dict.fromkeys(("cql_alpha", "cql_samples"), frozenset({"cql", "omar"})),
+    **dict.fromkeys(("omar_coef", "omar_iters", "omar_samples", "omar_elites", "omar_sigma"),
+                    frozenset({"omar"})),
+}
 
 
 # Training presets per named budget (``budget.get_budget`` names); the paper's scale is

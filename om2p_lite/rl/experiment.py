@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from om2p_lite.rl.config import OM2P_ONLY_FIELDS, TrainConfig
+from om2p_lite.rl.config import FIELD_READERS, TrainConfig
 from om2p_lite.rl.rundir import (
     STATUS_NAME,
     NonFiniteError,
@@ -304,12 +304,13 @@ def read_result(out_dir: str | Path) -> dict[str, Any] | None:
 
 
 def stale_fields(result: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """Config fields (outside ``FREE_FIELDS``, and for a baseline outside
-    ``OM2P_ONLY_FIELDS``) whose value in ``result`` differs from ``cfg``; a field the
-    result predates counts as its default."""
+    """Config fields (outside ``FREE_FIELDS``, and read by ``cfg.algo``: ``FIELD_READERS``)
+    whose value in ``result`` differs from ``cfg``; a field the result predates counts as
+    its default."""
     stored = result["config"]
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    ignored = FREE_FIELDS if cfg.algo == "om2p" else FREE_FIELDS | OM2P_ONLY_FIELDS
+    ignored = set(FREE_FIELDS) | {k for k, algos in FIELD_READERS.items()
+                                  if cfg.algo not in algos}
     return sorted(k for k, v in dataclasses.asdict(cfg).items()
                   if k not in ignored and stored.get(k, defaults[k]) != v)
 
