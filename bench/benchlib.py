@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from om2p_lite.rl.rundir import atomic_write_text
 from om2p_lite.runtime.device import pick_device
 from om2p_lite.runtime.record import provenance
 from om2p_lite.runtime.timing import median_seconds
@@ -237,7 +238,7 @@ def write_json(out_dir: Path, name: str, payload: dict[str, Any]) -> Path:
     """Write ``payload`` to ``out_dir/name.json`` (suffixed with the device type)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.json"
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")  # never a half file
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
     return path
 

@@ -53,7 +53,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from benchlib import DEFAULT_OUT, ROOT, meta, print_table, update_flops, write_json
+from benchlib import DEFAULT_OUT, ROOT, meta, print_table, write_json
 
 OFFICIAL_URL = "https://github.com/lizr16/OM2P"
 ENV_NAME, N_AGENTS, QUALITY = "simple_spread", 4, "expert"
@@ -245,14 +245,19 @@ def run_child(cmd: list[str], env: dict[str, str], log: Path, timeout: float,
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     timed_out = False
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.perf_counter() - t0 > timeout and not timed_out:
-            os.killpg(proc.pid, 9)
-            timed_out = True
-        time.sleep(0.2)
+    try:
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - t0 > timeout and not timed_out:
+                os.killpg(proc.pid, 9)
+                timed_out = True
+            time.sleep(0.2)
+    except BaseException:  # Ctrl-C does not reach the child's own session: stop it here
+        os.killpg(proc.pid, 9)
+        proc.wait()
+        raise
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {"rc": proc.returncode, "timed_out": timed_out, "wall_s": time.perf_counter() - t0,
             "cpu_s": usage.ru_utime + usage.ru_stime,
@@ -311,31 +316,25 @@ def import_dataset(src: Path, work: Path) -> tuple[Path, str]:
 def step_flops(dataset: Path, estimator: str) -> float:
     """Matrix-multiply FLOPs of one om2p-lite step at the paper's size (forward and backward
     of one ``agent.update``, counted by torch; mean over two updates)."""
-    from om2p_lite.data.dataset import load_dataset
-    from om2p_lite.rl.config import TrainConfig
-    from om2p_lite.rl.population import build_population, sample_population_batch
-    from om2p_lite.rl.train import dims_of
+    from population import population
 
-    ds = load_dataset(dataset)
-    cfg = TrainConfig(algo="om2p", task=TASK, quality=QUALITY, reward_variant=REWARD_VARIANT,
-                      batch_size=BATCH, hidden=HIDDEN, depth=DEPTH, critic_hidden=HIDDEN,
-                      critic_depth=DEPTH, lr=LR, eta=ETA, estimator=estimator)
-    agent, _, _ = build_population([cfg], dims_of(ds), "cpu")
-    agent.want_logs = False
-    agent.generators = [torch.Generator().manual_seed(0)]
-    batch = sample_population_batch(ds, [torch.Generator().manual_seed(1)], BATCH)
-    agent.update(batch)  # first call outside the count
-    return update_flops(agent, batch)
+    from om2p_lite.data.dataset import load_dataset
+
+    calls = population("om2p", 1, HIDDEN, DEPTH, BATCH, load_dataset(dataset),
+                       torch.device("cpu"), task=TASK, quality=QUALITY,
+                       reward_variant=REWARD_VARIANT, lr=LR, eta=ETA, estimator=estimator)
+    return calls["flops"]()
 
 
 def matmul_peaks() -> dict[str, float]:
     """float32 ``a @ b`` rate (GFLOP/s) on one thread and on all cores."""
     from population import matmul_peak
 
+    from om2p_lite.runtime.cores import usable_cores
+
     before = torch.get_num_threads()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     out = {}
-    for n in sorted({1, cores or 1}):
+    for n in sorted({1, usable_cores()}):
         torch.set_num_threads(n)
         out[f"{n}_threads"] = matmul_peak(torch.device("cpu")) / 1e9
     torch.set_num_threads(before)
@@ -390,9 +389,9 @@ def summarise(cands: list[Candidate], runs: list[dict], flops: dict[str, float],
     official = median("official", "steps_per_s")
     rows = []
     for c in cands:
-        sps = median(c.name, "steps_per_s")
         all_sps = [r["steps_per_s"] for r in runs
                    if r["candidate"] == c.name and r["steps_per_s"] is not None]
+        sps = statistics.median(all_sps) if all_sps else None
         row = {"candidate": c.name, "estimator": c.estimator or "zero (is_autograd=2)",
                "threads": "jax" if c.official else c.threads, "steps_per_s": sps,
                "min": min(all_sps, default=None), "max": max(all_sps, default=None),

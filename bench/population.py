@@ -77,11 +77,13 @@ for line in sys.stdin:
 
 
 def population(algo: str, n_members: int, hidden: int, depth: int, batch: int, ds: Any,
-               device: torch.device, compile_nets: bool = False) -> dict[str, Callable]:
-    """The timed calls of one population: a training step and an update on a fixed batch."""
-    cfg = TrainConfig(algo=algo, task=TASK, quality=QUALITY, batch_size=batch, hidden=hidden,
-                      depth=depth, critic_hidden=hidden, critic_depth=depth,
-                      compile=compile_nets)
+               device: torch.device, compile_nets: bool = False,
+               **fields: Any) -> dict[str, Callable]:
+    """The timed calls of one population: a training step and an update on a fixed batch
+    (``fields``: other TrainConfig fields, e.g. another task or estimator)."""
+    cfg = TrainConfig(**{"task": TASK, "quality": QUALITY, **fields}, algo=algo,
+                      batch_size=batch, hidden=hidden, depth=depth, critic_hidden=hidden,
+                      critic_depth=depth, compile=compile_nets)
     cfgs = [dataclasses.replace(cfg, seed=s) for s in range(n_members)]
     agent, _, _ = build_population(cfgs, dims_of(ds), device)
     agent.want_logs = False  # as in training between log steps (every log_every-th logs)

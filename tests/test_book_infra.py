@@ -440,17 +440,19 @@ def test_shipped_xi_comparison_matches_chapter_03_at_book_budget() -> None:
     assert all(len(runs) == book.n_seeds for runs in doc["result"]["curves"].values())
 
 
-def test_book_data_makes_only_what_is_missing_or_stale(tmp_path: Path, monkeypatch) -> None:
+def test_book_data_makes_only_what_is_missing_or_stale(tmp_path: Path, monkeypatch,
+                                                       capsys) -> None:
     from om2p_lite.book import stored
 
     runs: list[str] = []
     settings = {"x": 1}
 
-    def demo(budget, device):
-        if device is not None:
-            runs.append(budget.name)
-        return {"experiment": "demo", **settings}, {"value": settings["x"]}
+    def run(budget, device):
+        runs.append(budget.name)
+        return {"value": settings["x"]}
 
+    demo = stored.StoredExperiment(spec=lambda budget: {"experiment": "demo", **settings},
+                                   run=run)
     monkeypatch.setattr(stored, "EXPERIMENTS", {"demo": demo})
     monkeypatch.setattr(stored, "make_datasets", lambda budget: [])
     store = ["--store", str(tmp_path)]
@@ -462,6 +464,11 @@ def test_book_data_makes_only_what_is_missing_or_stale(tmp_path: Path, monkeypat
     assert stored.main(["--missing", "--budget", "smoke", *store]) == 0  # nothing stored
     assert runs == ["book", "book"] and not (tmp_path / "demo-smoke.json").exists()
     assert stored.main(["demo", *store]) == 0 and runs == ["book"] * 3  # asked for: remade
+    (tmp_path / "demo-book.json").write_text("{not json")  # damaged: refused, not remade
+    assert stored.main(["--missing", *store]) == 2 and runs == ["book"] * 3
+    assert "demo-book.json: not readable JSON" in capsys.readouterr().err
+    assert stored.main(["--missing", "--budget", "huge", *store]) == 2
+    assert "unknown budget 'huge'" in capsys.readouterr().err
 
 
 def test_shipped_stored_results_are_current() -> None:

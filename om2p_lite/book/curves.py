@@ -91,8 +91,9 @@ def short_device(described: str | None) -> str:
 
 
 def devices_of(devices: Iterable[str]) -> str:
-    """The distinct recorded devices of some runs, joined by ' + ' ('' when none)."""
-    return " + ".join(sorted(set(devices) - {""}))
+    """The distinct recorded devices of some runs, joined by ' + ' ('' when none); entries
+    that are already such joins count by their parts."""
+    return " + ".join(sorted({d for x in devices for d in str(x).split(" + ")} - {""}))
 
 
 def load_runs(root: str | Path) -> pd.DataFrame:
@@ -700,8 +701,6 @@ def algo_costs(runs: pd.DataFrame) -> pd.DataFrame:
     done = runs[runs["status"] == "finished"].assign(
         family=lambda d: np.where(d["task"] == "halfcheetah", "halfcheetah", "mpe"),
         seconds=lambda d: d["s_per_member_step"] * d["steps"].astype(float))
-    if "device" not in done:
-        done = done.assign(device="")
     rows = []
     for algo, block in done.groupby("algo", sort=False):
         row: dict[str, Any] = {"algo": algo, "runs": len(block)}

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -83,11 +82,16 @@ def read_stored(path: Path, name: str) -> dict[str, Any] | None:
     return doc
 
 
+def as_stored(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec`` in the form it takes in a file (lists, str keys), to compare with one."""
+    return json.loads(json.dumps(spec))
+
+
 def load_or_run(name: str, spec: Mapping[str, Any], budget: Budget,
                 run: Callable[[], dict[str, Any]], store: Path | None = None,
                 quiet: bool = False) -> dict[str, Any]:
     """The stored result for ``spec`` when there is one, else ``run()``'s (not stored)."""
-    spec = json.loads(json.dumps(spec))  # the form it takes in a file: lists, str keys
+    spec = as_stored(spec)
     if budget.name in STORED_BUDGETS:
         path = store_path(name, budget, store)
         doc = read_stored(path, name)
@@ -111,6 +115,7 @@ def write_stored(name: str, spec: Mapping[str, Any], result: Mapping[str, Any],
                  budget: Budget, seconds: float, device: torch.device | str,
                  store: Path | None = None) -> Path:
     """Write ``{spec, result, provenance, seconds}`` atomically; returns the path."""
+    from om2p_lite.rl.rundir import atomic_write_json
     from om2p_lite.runtime.record import provenance
 
     path = store_path(name, budget, store)
@@ -118,11 +123,7 @@ def write_stored(name: str, spec: Mapping[str, Any], result: Mapping[str, Any],
     doc = {"spec": spec, "result": result, "seconds": round(seconds, 1),
            "provenance": provenance(seed=spec.get("seed"), device=device, budget=budget,
                                     command=f"{COMMAND} {name}")}
-    text = json.dumps(doc, indent=1, allow_nan=False) + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_json(path, doc)
 
 
 # --- chapter 03: uniform versus Beta-shaped ξ ---------------------------------------------
@@ -175,12 +176,18 @@ def xi_comparison(budget: Budget, variants: Mapping[str, tuple[Sequence[float] |
                        store)
 
 
-# name -> (budget, device) -> (spec, result); device None: the spec only, nothing is run.
-EXPERIMENTS: dict[str, Callable[[Budget, torch.device | str | None], tuple[dict, dict]]] = {
-    "xi_comparison": lambda budget, device: (
-        xi_spec(budget, XI_COMPARE, XI_RATIO, XI_TOY, XI_SEED),
-        {} if device is None else
-        run_xi_comparison(budget, XI_COMPARE, XI_RATIO, XI_TOY, XI_SEED, device)),
+class StoredExperiment(NamedTuple):
+    """A stored experiment: its settings at a budget, and how to run it on a device."""
+
+    spec: Callable[[Budget], dict[str, Any]]
+    run: Callable[[Budget, torch.device | str], dict[str, Any]]
+
+
+EXPERIMENTS: dict[str, StoredExperiment] = {
+    "xi_comparison": StoredExperiment(
+        spec=lambda budget: xi_spec(budget, XI_COMPARE, XI_RATIO, XI_TOY, XI_SEED),
+        run=lambda budget, device: run_xi_comparison(budget, XI_COMPARE, XI_RATIO, XI_TOY,
+                                                     XI_SEED, device)),
 }
 
 
@@ -206,8 +213,7 @@ def make_datasets(budget: Budget, seed: int = DATASET_SEED) -> list[str]:
 def is_current(name: str, budget: Budget, store: Path | None = None) -> bool:
     """Whether ``name``'s stored file exists and was made from today's settings."""
     doc = read_stored(store_path(name, budget, store), name)
-    return doc is not None and doc["spec"] == json.loads(json.dumps(
-        EXPERIMENTS[name](budget, None)[0]))
+    return doc is not None and doc["spec"] == as_stored(EXPERIMENTS[name].spec(budget))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,6 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.names) - set(EXPERIMENTS))
     if unknown:
         parser.error(f"unknown experiment(s) {unknown}: choose from {sorted(EXPERIMENTS)}")
+    try:
+        return _make(args, parser)
+    except ValueError as err:  # a bad budget or a damaged stored file: say which, no trace
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _make(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``main``'s work once the arguments parse: datasets, then the stored results."""
     budget = get_budget(args.budget)
     device = "cpu"  # the stored results are CPU results, whatever the machine has
     names = args.names or sorted(EXPERIMENTS)
@@ -236,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--budget {budget.name}: results are stored only for {STORED_BUDGETS}")
     for name in names:
         t0 = time.perf_counter()
-        spec, result = EXPERIMENTS[name](budget, device)
+        spec, result = EXPERIMENTS[name].spec(budget), EXPERIMENTS[name].run(budget, device)
         path = write_stored(name, spec, result, budget, time.perf_counter() - t0, device,
                             args.store)
         print(f"{name}: {time.perf_counter() - t0:.0f} s -> {path}")
