@@ -155,6 +155,14 @@ def test_verdicts_say_wins_loses_and_ties():
     assert set(table["rival"]) == {"bc"}
     text = curves.verdict_text(table.reset_index())
     assert "wins on 1: world expert (vs bc)" in text and "ties within noise on 1" in text
+    # another OM2P setting, far ahead everywhere: it would be every rival, unless excluded
+    other = pd.DataFrame(rows).query("algo == 'om2p'").assign(algo="om2p-b")
+    other["normalised"] += 500.0
+    both = pd.concat([pd.DataFrame(rows), other])
+    assert set(curves.verdicts(both)["rival"]) == {"om2p-b"}
+    kept = curves.verdicts(both, exclude=["om2p-b"]).set_index("quality")
+    assert kept["verdict"].to_dict() == table["verdict"].to_dict()
+    assert set(curves.verdicts(both, "om2p-b", exclude=["om2p"])["verdict"]) == {"wins"}
 
 
 def test_interval_and_welch_edge_cases():

@@ -328,10 +328,11 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def verdicts(runs: pd.DataFrame, algo: str = "om2p", value: str = "normalised",
-             alpha: float = 0.05) -> pd.DataFrame:
-    """Per (task, quality): ``algo`` against the best other algorithm by mean ``value``;
-    'wins' / 'loses' when Welch's test rejects equal means at ``alpha``, else 'ties'."""
-    done = runs[runs["status"] == "finished"]
+             alpha: float = 0.05, exclude: Sequence[str] = ()) -> pd.DataFrame:
+    """Per (task, quality): ``algo`` against the best other algorithm by mean ``value``
+    (never one of ``exclude``, e.g. another setting of the same algorithm); 'wins' /
+    'loses' when Welch's test rejects equal means at ``alpha``, else 'ties'."""
+    done = runs[(runs["status"] == "finished") & ~runs["algo"].isin(set(exclude) - {algo})]
     rows = []
     for (task, quality), block in done.groupby(["task", "quality"], sort=False):
         means = block.groupby("algo")[value].mean()
