@@ -22,9 +22,10 @@ Also recorded: peak RSS of every run, the machine's float32 ``a @ b`` peak (meas
 the load starts), the FLOPs of one om2p-lite step (torch's FlopCounterMode around one
 ``agent.update``) and the arithmetic rate each om2p-lite candidate achieves.
 
-The official code's MPE fork has 2 action dimensions per agent, om2p-lite's Spread 5: the
-official files are imported with their actions zero-padded to 5 columns (same observations,
-rewards and transitions; the nets' input and output layers differ by 3 columns).
+The official code's MPE fork has 2 action dimensions per agent (the force itself),
+om2p-lite's Spread 5: the official files are imported with ``--action-layout force-xy``,
+which writes each force as the 5-d action that applies it (same observations, rewards and
+transitions; the nets' input and output layers differ by 3 columns).
 
 Run (idle machine, then with two busy processes; on 2 cores a round takes about 15 minutes
 idle, 30-40 minutes under --load 2):
@@ -285,28 +286,19 @@ def tail(path: Path, lines: int = 15) -> str:
 # --- the data set and the arithmetic ------------------------------------------------------------
 
 def import_dataset(src: Path, work: Path) -> tuple[Path, str]:
-    """The official files as an om2p-lite data set (``python -m om2p_lite data import``),
-    their actions zero-padded to om2p-lite's Spread width when narrower. Returns the file
-    and a note of what was padded."""
-    from om2p_lite.envs import get_spec
-
-    want = get_spec(TASK, REWARD_VARIANT).act_dims
-    padded = work / "official_files"
-    padded.mkdir()
-    note = "the official files unchanged"
-    for path in sorted(src.glob("*.npy")):
-        arr = np.load(path, allow_pickle=False)
-        if path.name.startswith("acs_"):
-            i = int(path.stem.split("_")[1])
-            if arr.shape[1] < want[i]:
-                note = (f"the official files, actions zero-padded from {arr.shape[1]} to "
-                        f"{want[i]} columns (the official MPE fork's actions are 2-d, "
-                        f"om2p-lite's Spread's 5-d)")
-                arr = np.pad(arr, ((0, 0), (0, want[i] - arr.shape[1])))
-        np.save(padded / path.name, arr)
+    """The official files as an om2p-lite data set (``python -m om2p_lite data import``);
+    2-d actions (the official MPE fork's forces) are read with ``--action-layout force-xy``,
+    which gives the same force in om2p-lite's 5-d Spread actions. Returns the file and a
+    note of how the actions were read."""
+    width = np.load(src / "acs_0.npy", mmap_mode="r", allow_pickle=False).shape[1]
+    layout = "force-xy" if width == 2 else "native"
+    note = ("the official files; their 2-d actions (the official MPE fork's forces) read "
+            "with --action-layout force-xy as the same force in Spread's 5-d actions"
+            if layout == "force-xy" else "the official files unchanged")
     out = work / f"{TASK}_official.npz"
-    cmd = [sys.executable, "-m", "om2p_lite", "data", "import", str(padded), "--task", "spread",
-           "--reward-variant", REWARD_VARIANT, "--quality", QUALITY, "--out", str(out)]
+    cmd = [sys.executable, "-m", "om2p_lite", "data", "import", str(src), "--task", "spread",
+           "--reward-variant", REWARD_VARIANT, "--quality", QUALITY, "--out", str(out),
+           "--action-layout", layout]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     if res.returncode != 0:
         raise SystemExit(f"data import failed:\n{res.stdout}{res.stderr}")

@@ -135,3 +135,35 @@ def test_cli_train_on_an_imported_set_writes_result_json(public_spread4: Path,
                  "--dataset", str(data), "--out-dir", str(run), *flags]) == 0
     result = json.loads((run / "result.json").read_text())
     assert result["task"] == "spread4" and result["quality"] == "imported"
+
+
+def test_official_2d_forces_import_as_the_same_force(public_spread4: Path,
+                                                      tmp_path: Path) -> None:
+    """--action-layout force-xy: files whose action is the 2-d force (the official OM2P
+    code's MPE fork) import as 5-d actions that move every agent exactly as that force."""
+    from om2p_lite.data.npy_io import force_xy_to_mpe
+    from om2p_lite.envs import make_env
+
+    native = import_npy(public_spread4, "spread", reward_variant="omar")
+    src = tmp_path / "xy"
+    src.mkdir()
+    for path in public_spread4.glob("*.npy"):
+        arr = np.load(path, allow_pickle=False)
+        if path.name.startswith("acs_"):  # the force mpe2 applies: (right - left, up - down)/2
+            arr = np.stack([arr[:, 2] - arr[:, 1], arr[:, 4] - arr[:, 3]], 1) / 2
+        np.save(src / path.name, arr)
+    ds = import_npy(src, "spread", reward_variant="omar", action_layout="force-xy")
+    assert ds.metadata["action_layout"] == "force-xy" and ds.actions.shape == (100, 4, 5)
+    assert not np.allclose(ds.actions, native.actions)  # other columns, ...
+    nexts = []
+    for actions in (native.actions[:5], ds.actions[:5]):  # ... the same motion
+        env = make_env("spread4", "omar")
+        env.reset(seed=3)
+        nexts.append(np.stack([env.step(a)[0] for a in actions]))
+    np.testing.assert_allclose(nexts[0], nexts[1], atol=1e-6)
+    np.testing.assert_array_equal(force_xy_to_mpe(np.array([[0.5, -1.0]])),
+                                  [[0.0, -0.5, 0.5, 1.0, -1.0]])
+    with pytest.raises(DatasetError, match="acs_0.*width 5.*force-xy reads 2-d"):
+        import_npy(public_spread4, "spread", reward_variant="omar", action_layout="force-xy")
+    with pytest.raises(ValueError, match="action layout 'xy' is unknown"):
+        import_npy(src, "spread", reward_variant="omar", action_layout="xy")

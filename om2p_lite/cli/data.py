@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from om2p_lite.data.behaviour import QUALITIES
-from om2p_lite.data.npy_io import IMPORT_QUALITIES, IMPORTED
+from om2p_lite.data.npy_io import ACTION_LAYOUTS, IMPORT_QUALITIES, IMPORTED
 from om2p_lite.envs import TASKS
 
 
@@ -101,7 +101,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     from om2p_lite.data.npy_io import import_npy
 
     ds = import_npy(args.src, args.task, args.action_low, args.action_high,
-                    reward_variant=args.reward_variant, quality=args.quality)
+                    reward_variant=args.reward_variant, quality=args.quality,
+                    action_layout=args.action_layout)
     save_dataset(ds, args.out)
     meta = ds.metadata
     print(f"wrote {args.out}: task {meta['task']}, {len(ds)} transitions, "
@@ -211,6 +212,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "OMAR's public data); others default to their only one")
     p.add_argument("--quality", choices=IMPORT_QUALITIES, default=IMPORTED,
                    help="data set quality label (default: imported, behaviour unknown)")
+    p.add_argument("--action-layout", choices=ACTION_LAYOUTS, default="native",
+                   help="native: the task's own action columns; force-xy: 2-d MPE forces "
+                   "(the official OM2P code's MPE fork), mapped to the same force in "
+                   "Spread's or Tag's 5-d actions")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("export", help="export a dataset to the per-agent .npy layout")

@@ -23,6 +23,18 @@ IMPORT_QUALITIES = (*QUALITIES, IMPORTED)
 # reward functions an imported file may have been made with, per scenario (first = default)
 IMPORT_REWARD_VARIANTS = {"spread": ("mpe2", "omar"), "tag": ("mpe2", "omar"),
                           "world": ("mpe2", "omar"), "halfcheetah": ("mamujoco",)}
+# how a file's action columns map onto the task's: "native" = the same columns; "force-xy"
+# = an MPE fork whose movement action is the 2-d force u = (x, y) itself (the official OM2P
+# code's), where MPE's 5-d continuous action gives u = (a[2] - a[1], a[4] - a[3]) in [0, 1]
+# (mpe2's order: no-op, left, right, down, up) and the policy's [-1, 1] box maps to it as
+# (a + 1) / 2. So (x, y) becomes [0, -x, x, -y, y]: the same force, in om2p-lite's box.
+ACTION_LAYOUTS = ("native", "force-xy")
+
+
+def force_xy_to_mpe(xy: np.ndarray) -> np.ndarray:
+    """(N, 2) forces in [-1, 1] → (N, 5) om2p-lite MPE actions with the same force."""
+    x, y = xy[:, 0], xy[:, 1]
+    return np.stack([np.zeros_like(x), -x, x, -y, y], axis=1)
 
 
 def export_npy(ds: OfflineDataset, out_dir: str | Path) -> list[Path]:
@@ -105,7 +117,8 @@ def check_import_labels(task: str, quality: str, reward_variant: str | None,
 
 
 def _check_against_task(src: Path, task: str, n_agents: int, obs_dims: list[int],
-                        act_dims: list[int], reward_variant: str) -> tuple[str, Any]:
+                        act_dims: list[int], reward_variant: str,
+                        action_layout: str = "native") -> tuple[str, Any]:
     """The task name for ``n_agents`` agents and its spec, checked against the file shapes."""
     from om2p_lite.envs import SPREAD_RANGE, get_spec, parse_task, task_name
 
@@ -121,6 +134,19 @@ def _check_against_task(src: Path, task: str, n_agents: int, obs_dims: list[int]
         raise DatasetError(str(src), "obs_i", f"holds {n_agents} agents but {task} has "
                            f"{spec.n_agents}", "pass the task these files were made in "
                            "(--task spread takes any agent count)")
+    if action_layout == "force-xy":
+        if list(spec.act_dims) != [5] * n_agents:
+            raise DatasetError(str(src), "acs_i", f"--action-layout force-xy maps 2-d forces "
+                               f"onto MPE's 5-d movement actions, but {task}'s action widths "
+                               f"are {list(spec.act_dims)}", "use it for Spread or Tag "
+                               "files only, or import native-width actions")
+        for i, got in enumerate(act_dims):
+            if got != 2:
+                raise DatasetError(str(src / f"acs_{i}.npy"), f"acs_{i}", f"has width {got}, "
+                                   f"but --action-layout force-xy reads 2-d forces",
+                                   "drop --action-layout for files in the task's own "
+                                   "layout")
+        act_dims = list(spec.act_dims)
     for kind, dims, want in (("obs", obs_dims, spec.obs_dims), ("acs", act_dims,
                                                                  spec.act_dims)):
         for i, (got, exp) in enumerate(zip(dims, want, strict=True)):
@@ -133,15 +159,20 @@ def _check_against_task(src: Path, task: str, n_agents: int, obs_dims: list[int]
 
 
 def import_npy(src: str | Path, task: str, action_low: float = -1.0, action_high: float = 1.0,
-               reward_variant: str | None = None, quality: str = IMPORTED) -> OfflineDataset:
+               reward_variant: str | None = None, quality: str = IMPORTED,
+               action_layout: str = "native") -> OfflineDataset:
     """Read a per-agent directory into an OfflineDataset; episodes end where dones are set
     or where next_obs[n] differs from obs[n + 1]; actions are mapped from [low, high].
 
     The files must fit ``task`` (agent count, observation and action widths). Spread takes
     its agent count from the files: four agents' files become task ``spread4``. ``quality``
     is one of ``IMPORT_QUALITIES``; ``reward_variant`` must be named for Spread.
+    ``action_layout`` "force-xy" reads 2-d MPE forces (``force_xy_to_mpe``).
     """
     src = Path(src)
+    if action_layout not in ACTION_LAYOUTS:
+        raise ValueError(f"action layout {action_layout!r} is unknown. Fix: one of "
+                         f"{list(ACTION_LAYOUTS)}")
     reward_variant = check_import_labels(task, quality, reward_variant, action_low,
                                          action_high)
     n_agents = _agent_count(src)
@@ -168,13 +199,17 @@ def import_npy(src: str | Path, task: str, action_low: float = -1.0, action_high
                                    f"rows but obs_0 has {n_rows}", "all files need N rows")
     obs_dims = [a.shape[1] for a in per["obs"]]
     act_dims = [a.shape[1] for a in per["acs"]]
-    task, spec = _check_against_task(src, task, n_agents, obs_dims, act_dims, reward_variant)
+    task, spec = _check_against_task(src, task, n_agents, obs_dims, act_dims, reward_variant,
+                                     action_layout)
     obs, next_obs = _pad(per["obs"], obs_dims), _pad(per["next_obs"], obs_dims)
     if (action_low, action_high) == (-1.0, 1.0):
         acts = per["acs"]  # already in [-1, 1]: keep the bits (a round trip is exact)
     else:
         scale = 2.0 / (action_high - action_low)
         acts = [(a - action_low) * scale - 1.0 for a in per["acs"]]
+    if action_layout == "force-xy":
+        acts = [force_xy_to_mpe(a) for a in acts]
+        act_dims = list(spec.act_dims)
     actions = _pad(acts, act_dims)
     rewards = np.stack(per["rews"], axis=1)
     terminals = np.stack(per["dones"], axis=1).max(1) > 0.5
@@ -191,7 +226,7 @@ def import_npy(src: str | Path, task: str, action_low: float = -1.0, action_high
         "act_dims": act_dims, "score": spec.score, "episode_length": spec.episode_length,
         "agent_names": list(spec.agent_names), "env_notes": spec.notes,
         "behaviour": "unknown (imported)", "source": f"imported from {src.name}",
-        "action_box": [action_low, action_high],
+        "action_box": [action_low, action_high], "action_layout": action_layout,
     }
     ds = OfflineDataset(obs=obs, actions=actions.astype(np.float32), rewards=rewards,
                         next_obs=next_obs, terminals=terminals, timeouts=ends & ~terminals,
