@@ -68,15 +68,33 @@ def test_our_own_threads_are_not_counted_as_load(monkeypatch):
 def test_without_counters_the_load_average_stands_in(monkeypatch):
     monkeypatch.setattr(cores, "usable_cores", lambda: 4)
     monkeypatch.setattr(os, "getloadavg", lambda: (3.0, 0.0, 0.0))
-    m = IdleCores(window=0.0, read_busy=lambda: None)
+    fake = Fake()
+    m = IdleCores(window=0.0, read_busy=lambda: None, clock=lambda: fake.t,
+                  own_cpu=lambda: fake.own)
+    m.threads()
+    fake.advance(5.0, others=0.0, own=0.0)
     assert m.threads() == 1
-    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.2, 0.0, 0.0))
+    fake.advance(5.0, others=0.0, own=2.0)  # our own two threads are part of that load
     assert m.threads() == 4
 
 
+def test_a_look_too_soon_after_the_last_repeats_its_answer(monkeypatch):
+    fake = Fake()
+    m = meter(fake, monkeypatch)
+    m.window = 1.0
+    fake.advance(2.0, others=2.0, own=0.0)
+    assert m.idle() == pytest.approx(0.0)
+    fake.advance(0.01, others=2.0, own=0.0)  # one counter tick: too soon to tell
+    assert m.idle() == pytest.approx(0.0)
+    fake.advance(2.0, others=0.0, own=0.0)  # measured from the last full look on
+    assert m.idle() == pytest.approx(2.0 - 2.0 * 0.01 / 2.01, rel=1e-9)
+
+
 def test_the_real_counters_give_a_sane_answer():
-    m = IdleCores(window=0.05)
+    m = IdleCores(window=0.5)
     first = m.idle()
-    time.sleep(0.05)
+    assert m.idle() == first  # straight after: too soon, the same answer
+    time.sleep(0.5)
     assert 0.0 <= first <= m.n and 0.0 <= m.idle() <= m.n
     assert 1 <= m.threads() <= m.n

@@ -54,7 +54,8 @@ class IdleCores:
 
     ``idle()`` compares the machine's busy core-seconds with this process's own CPU time
     over the interval since the previous call, so the process's own threads do not count
-    as load. The first call measures a short ``window`` while this process waits. Where
+    as load. The first call measures a short ``window`` while this process waits; a call
+    sooner than ``window`` after the last gives the last answer again. Where
     /proc/stat is missing (not Linux) the 1-minute load average stands in for the counters.
     """
 
@@ -75,8 +76,8 @@ class IdleCores:
             self._last = self._sample()
             time.sleep(self.window)
         (t0, b0, o0), (t1, b1, o1) = self._last, self._sample()
-        if t1 <= t0:  # no time has passed: nothing new to tell
-            return self._idle
+        if t1 <= t0 or t1 - t0 < self.window:  # the counters tick at 100 Hz: too soon to
+            return self._idle                     # tell, keep the last answer
         self._last = (t1, b1, o1)
         own = (o1 - o0) / (t1 - t0)
         if b0 is None or b1 is None:
