@@ -42,6 +42,7 @@ def busy_core_seconds(text: str, cpus: set[int] | None = None) -> float | None:
 
 
 def _read_busy() -> float | None:
+    """Busy core-seconds of the cores this process may use; None where /proc/stat is not."""
     try:
         cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
         return busy_core_seconds(PROC_STAT.read_text(), cpus)
