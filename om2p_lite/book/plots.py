@@ -290,7 +290,8 @@ def heatmap_table(z: object, rows: Sequence[str], cols: Sequence[str],
                              colorbar={"title": colorbar, "x": right + 0.01,
                                        "xanchor": "left", "thickness": 12}), row=1, col=1)
     columns = list(zip(*side_rows, strict=True)) if side_rows else [[] for _ in side_header]
-    fig.add_trace(go.Table(header={"values": list(side_header)},
+    fig.add_trace(go.Table(header={"values": list(side_header)},  # names: a wider column
+                           columnwidth=[1.6] + [1.0] * (len(side_header) - 1),
                            cells={"values": [list(c) for c in columns]}), row=1, col=2)
     fig.update_yaxes(autorange="reversed", row=1, col=1)
     fig.update_layout(title=title, height=max(360, 60 + 32 * len(rows)),
