@@ -59,11 +59,22 @@ def rows(folder: str | Path) -> list[dict]:
     return [{k: v for k, v in json.loads(x).items() if k != "wall_s"} for x in lines]
 
 
+# the critic probe runs the stacked networks on 4096 rows, where matmul kernels
+# may round differently with the population's size: equal to float32 rounding, not bits
+PROBE_FIELDS = ("q_probe", "q_pi_probe")
+
+
 def assert_same_run(a: dict, b: dict) -> None:
     for (name, p), q in zip(a["agent"].state_dict().items(),
                             b["agent"].state_dict().values(), strict=True):
         assert torch.equal(p, q), name
-    assert rows(a["config"]["out_dir"]) == rows(b["config"]["out_dir"])
+    ra, rb = rows(a["config"]["out_dir"]), rows(b["config"]["out_dir"])
+    exact = [[{k: v for k, v in r.items() if k not in PROBE_FIELDS} for r in x]
+             for x in (ra, rb)]
+    assert exact[0] == exact[1]
+    for x, y in zip(ra, rb, strict=True):
+        for k in set(PROBE_FIELDS) & (x.keys() | y.keys()):
+            assert x.get(k) == pytest.approx(y.get(k), rel=1e-5), k
     assert a["last_logs"] == b["last_logs"]
 
 

@@ -26,6 +26,7 @@ import torch
 
 from om2p_lite.rl.agents import AGENTS, Agent, AgentDims, make_agent
 from om2p_lite.rl.config import TrainConfig
+from om2p_lite.rl.convergence import CriticProbe
 from om2p_lite.rl.rundir import (
     NonFiniteError,
     atomic_write_json,
@@ -359,12 +360,14 @@ def _train_group(members: list[_Member], ds: Any, device: torch.device,
         seeds = [EVAL_SEED_OFFSET + m.cfg.seed for m in members]
         results = evaluate_population(agent, cfg.task, cfg.eval_episodes, seeds, device,
                                       variant, cfg.eval_max_steps or None)
-        for m, res in zip(members, results, strict=True):
+        critics = probe.measure(agent)
+        for m, res, critic in zip(members, results, critics, strict=True):
             m.log.add({"step": step, "kind": "eval", "return": res["return_mean"],
                        "return_std": res["return_std"], "normalised": res["normalised"],
-                       "wall_s": wall(m)})
+                       "returns": res["returns"], **critic, "wall_s": wall(m)})
 
     evaluating = cfg.eval_episodes > 0
+    probe = CriticProbe(ds, cfg.gamma, P, device) if evaluating else None
     if start == 0 and cfg.eval_every and evaluating:
         evaluate(0)
     desc = f"{cfg.algo}/{cfg.task}/{cfg.quality}" + (f" x{P}" if P > 1 else "")

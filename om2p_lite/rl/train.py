@@ -83,14 +83,19 @@ class RunLog:
                 fh.write(_line(row))
 
     def write_csv(self) -> None:
-        """metrics.csv: one line per row, union of columns, written atomically."""
+        """metrics.csv: one line per row, union of scalar columns, written atomically.
+
+        List values (an evaluation's per-episode ``returns``) stay in ``log.jsonl`` only.
+        """
         if self.path and self.rows:
             import pandas as pd
 
             from om2p_lite.rl.rundir import atomic_write_text
 
+            scalars = [{k: v for k, v in r.items() if not isinstance(v, list)}
+                       for r in self.rows]
             atomic_write_text(self.path.with_name("metrics.csv"),
-                              pd.DataFrame(self.rows).to_csv(index=False))
+                              pd.DataFrame(scalars).to_csv(index=False))
 
 
 def _line(row: dict[str, Any]) -> str:

@@ -1,0 +1,89 @@
+"""Has the critic trained? Q of the data's actions against the data's own discounted return.
+
+Not a training signal and not evaluation in the environment: a probe of fixed transitions,
+read at every evaluation, so a protocol's length is judged by what it trains (the critic),
+not by behaviour cloning's curve.
+
+Time limits. The datasets mark MPE's 25-step and HalfCheetah's 1000-step episode ends as
+``timeouts``, and the TD target bootstraps through them (only ``terminals`` stop it), so the
+critic's fixed point is an infinite-horizon value. The Monte-Carlo target therefore adds a
+tail at a time limit: the episode's mean reward over its last ``tail_steps`` steps, continued
+for ever,   G_t = Σ_{k=t}^{T-1} γ^{k-t} r_k + γ^{T-t} r̄_tail / (1 - γ)   (eq-mc-target);
+a true terminal adds nothing. ``tail=False`` gives the plain truncated return-to-go.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+PROBE_SIZE = 4096  # transitions in the probe (all of a smaller dataset)
+PROBE_SEED = 0  # the probe's rows and policy noise: the same for every run of a dataset
+TAIL_STEPS = 5  # steps whose mean reward continues past a time limit
+
+
+def mc_returns(ds: Any, gamma: float, tail: bool = True,
+               tail_steps: int = TAIL_STEPS) -> np.ndarray:
+    """Discounted return-to-go of every transition and agent, (N, A) float64 (eq-mc-target).
+
+    Episodes are the dataset's ``episode_bounds``; one that ends in a timeout (or with the
+    data, unfinished) gets the stationary tail when ``tail`` is set.
+    """
+    if not 0.0 <= gamma < 1.0:
+        raise ValueError(f"gamma: must lie in [0, 1), got {gamma}. Fix: use e.g. 0.99")
+    rewards = np.asarray(ds.rewards, dtype=np.float64)  # (N, A)
+    out = np.empty_like(rewards)
+    for start, stop in ds.episode_bounds():
+        r = rewards[start:stop]  # (T, A)
+        g = (r[-tail_steps:].mean(0) / (1.0 - gamma)
+             if tail and not bool(ds.terminals[stop - 1]) else np.zeros(r.shape[1]))
+        for k in range(stop - start - 1, -1, -1):
+            g = r[k] + gamma * g  # (eq-mc-target)
+            out[start + k] = g
+    return out
+
+
+class CriticProbe:
+    """Fixed probe transitions of one dataset, laid out for a population of ``n_members``.
+
+    ``measure(agent)`` returns, per member (mean over its agents and the probe rows):
+    ``q_probe`` = Q(o, a_data), ``q_pi_probe`` = Q(o, a_π) (the overestimation gap is their
+    difference), and ``mc_probe``, the Monte-Carlo target of the same rows (eq-mc-target).
+    """
+
+    def __init__(self, ds: Any, gamma: float, n_members: int, device: torch.device | str,
+                 size: int = PROBE_SIZE, seed: int = PROBE_SEED):
+        gen = np.random.default_rng(seed)
+        n = len(ds)
+        rows = np.sort(gen.choice(n, size=min(size, n), replace=False))
+        P = n_members
+        self.seed, self.n_members = seed, P
+        self.obs = torch.as_tensor(np.tile(ds.obs[rows], (1, P, 1)), dtype=torch.float32,
+                                   device=device)  # (B, P·A, D)
+        self.actions = torch.as_tensor(np.tile(ds.actions[rows], (1, P, 1)),
+                                       dtype=torch.float32, device=device)  # (B, P·A, d)
+        self.mc = float(mc_returns(ds, gamma)[rows].mean())
+
+    @torch.no_grad()
+    def measure(self, agent: Any) -> list[dict[str, float]]:
+        """Per member: q_probe, q_pi_probe, mc_probe (empty dicts for an agent with no critic)."""
+        if not getattr(agent, "uses_critic", False):
+            return [{} for _ in range(self.n_members)]
+        P = self.n_members
+        # every member the same noise, whatever its place in the population; training's
+        # generators are untouched
+        gens = [torch.Generator().manual_seed(self.seed) for _ in range(P)]
+        a_pi = agent.act(self.obs, gens)  # (B, P·A, d)
+        q_data = agent.critic(self.obs, self.actions).mean(0)  # (B, P·A)
+        q_pi = agent.critic(self.obs, a_pi).mean(0)  # (B, P·A)
+        data = q_data.mean(0).view(P, -1).mean(1).tolist()
+        pi = q_pi.mean(0).view(P, -1).mean(1).tolist()
+        return [{"q_probe": d, "q_pi_probe": p, "mc_probe": self.mc}
+                for d, p in zip(data, pi, strict=True)]
+
+
+def convergence(q: float, mc: float) -> float:
+    """How far the critic came: Q(o, a_data) / G, 1 at the fixed point (NaN if G = 0)."""
+    return q / mc if mc else float("nan")

@@ -1,0 +1,87 @@
+"""The critic probe: Monte-Carlo targets with and without the time-limit tail, and the
+probe's numbers and per-episode returns in every evaluation row of a real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from om2p_lite.data.synthetic import toy_dataset
+from om2p_lite.rl.config import TrainConfig
+from om2p_lite.rl.convergence import CriticProbe, convergence, mc_returns
+from om2p_lite.rl.train import train
+
+TINY = dict(steps=6, batch_size=16, hidden=16, depth=1, critic_hidden=16, critic_depth=1,
+            eval_every=3, eval_episodes=3, eval_max_steps=4, log_every=3, progress=False,
+            threads=1)
+
+
+def test_mc_returns_by_hand() -> None:
+    ds = toy_dataset(n_eps=2, T=3)
+    ds.rewards[:] = np.array([1.0, 2.0, 3.0, 1.0, 1.0, 1.0])[:, None]
+    ds.terminals[5], ds.timeouts[5] = True, False  # the second episode truly ends
+    g = 0.5
+    plain = mc_returns(ds, g, tail=False)[:, 0]
+    assert plain[:3].tolist() == [1 + g * 2 + g * g * 3, 2 + g * 3, 3.0]
+    tailed = mc_returns(ds, g, tail_steps=2)[:, 0]  # tail: mean(2, 3) / (1 - γ) = 5
+    assert tailed[2] == pytest.approx(3 + g * 5)
+    assert tailed[0] == pytest.approx(plain[0] + g ** 3 * 5)
+    assert tailed[3:].tolist() == plain[3:].tolist() == [1 + g + g * g, 1 + g, 1.0]
+    with pytest.raises(ValueError, match="gamma: must lie in"):
+        mc_returns(ds, 1.0)
+
+
+def test_constant_reward_target_is_the_fixed_point() -> None:
+    ds = toy_dataset(n_eps=3, T=25)
+    ds.rewards[:] = -2.0
+    assert np.allclose(mc_returns(ds, 0.99), -2.0 / (1 - 0.99))
+    assert convergence(-100.0, -200.0) == 0.5
+
+
+@pytest.fixture(scope="module")
+def spread():
+    from om2p_lite.data.generate import make_dataset
+
+    return make_dataset("spread", "expert", 0, n_transitions=400)[0]
+
+
+@pytest.mark.parametrize("algo", ["om2p", "td3bc", "bc"])
+def test_eval_rows_carry_episodes_and_probe(algo: str, spread, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = TrainConfig(algo=algo, task="spread", out_dir=str(tmp_path), **TINY)
+    out = train(cfg, dataset=spread)
+    evals = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "eval"]
+    assert [e["step"] for e in evals] == [0, 3, 6]
+    for e in evals:
+        assert len(e["returns"]) == 3 and np.mean(e["returns"]) == pytest.approx(e["return"])
+        if algo == "bc":
+            assert "q_probe" not in e
+        else:
+            assert np.isfinite([e["q_probe"], e["q_pi_probe"], e["mc_probe"]]).all()
+            assert e["mc_probe"] < 0  # Spread's rewards are negative distances
+    assert out["final"]["returns"] == evals[-1]["returns"]
+    csv = pd.read_csv(tmp_path / "metrics.csv")
+    assert "returns" not in csv.columns and len(csv) > len(evals)
+
+
+def test_probe_is_the_same_rows_for_every_member(spread) -> None:
+    from om2p_lite.rl.agents import make_agent
+    from om2p_lite.rl.train import dims_of
+
+    one, two = CriticProbe(spread, 0.99, 1, "cpu"), CriticProbe(spread, 0.99, 2, "cpu")
+    A = spread.obs.shape[1]
+    assert torch.equal(two.obs[:, :A], one.obs) and torch.equal(two.obs[:, A:], one.obs)
+    cfg = TrainConfig(algo="td3bc", hidden=8, depth=1, critic_hidden=8, critic_depth=1)
+    agent = make_agent("td3bc", dims_of(spread), cfg)
+    before = [p.clone() for p in agent.parameters()]
+    state = torch.get_rng_state()
+    row = one.measure(agent)[0]
+    assert set(row) == {"q_probe", "q_pi_probe", "mc_probe"}
+    assert torch.equal(torch.get_rng_state(), state)  # training's random stream untouched
+    assert all(torch.equal(a, b) for a, b in zip(before, agent.parameters(), strict=True))
