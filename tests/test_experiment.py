@@ -62,6 +62,13 @@ GRID = '[grid]\nalgos = ["bc"]\ntasks = ["spread"]\nqualities = ["expert"]\nseed
     (GRID + '[config]\nsteps = "five"\n', "config: config field 'steps': expected an integer"),
     (GRID + "[algo.bc]\nlr = true\n", "algo.bc: config field 'lr': expected a number"),
     (GRID + "[variants]\na = {q_norm = 1}\n", "variants.a: config field 'q_norm': expected"),
+    (GRID + "[variants]\na = {eta = 1.0, algos = ['om2p']}\n",
+     r"variants.a.algos: must be a non-empty list of the grid's algorithms, got \['om2p'\]"),
+    (GRID + "[variants]\na = {eta = 1.0, algos = []}\n", "variants.a.algos: must be"),
+    (GRID.replace("seeds = [0]", 'seeds = [0]\nexclude = ["spread/expert/cql"]'),
+     r"grid.exclude: must list task/quality/algo cells of the grid, got \['spread/exp"),
+    (GRID.replace("seeds = [0]", 'seeds = [0]\nexclude = ["spread/expert/bc", '
+                  '"spread/expert/bc"]'), "grid.exclude: lists a cell more than once"),
 ])
 def test_bad_experiment_files_name_the_key_and_the_fix(tmp_path: Path, text: str,
                                                        match: str) -> None:
@@ -98,6 +105,22 @@ def test_runs_folders_order_variants_and_overrides(tmp_path: Path) -> None:
         ex.experiment_runs(doc, overrides={"seed": 4})
     with pytest.raises(ValueError, match="run .*seed0: config field 'eta'"):
         ex.experiment_runs(doc, overrides={"eta": -1.0})
+
+
+def test_variants_limited_to_algorithms_and_excluded_cells(tmp_path: Path) -> None:
+    doc = {"results_dir": str(tmp_path / "r"),
+           "grid": {"algos": ["om2p", "bc", "cql"], "tasks": ["spread", "world"],
+                    "qualities": ["expert"], "seeds": [0],
+                    "exclude": ["spread/expert/cql"]},
+           "variants": {"eta0.3": {"eta": 0.3, "algos": ["om2p"]},
+                        "eta3": {"eta": 3.0, "algos": ["om2p"]}}}
+    runs = ex._runs(doc)
+    got = [(r.cfg.task, r.cfg.algo, r.variant, r.cfg.eta) for r in runs]
+    assert got == [("spread", "om2p", "eta0.3", 0.3), ("spread", "om2p", "eta3", 3.0),
+                   ("spread", "bc", None, 1.0), ("world", "om2p", "eta0.3", 0.3),
+                   ("world", "om2p", "eta3", 3.0), ("world", "bc", None, 1.0),
+                   ("world", "cql", None, 1.0)]
+    assert runs[2].out_dir == str(tmp_path / "r/spread/expert/bc/seed0")  # no variant level
 
 
 def test_plan_groups_runs_by_population_key_capped(tmp_path: Path, monkeypatch) -> None:

@@ -14,7 +14,10 @@ Experiment file (TOML)::
     eta = 1.0
     [variants]                           # optional: every grid cell once per variant,
     eta1 = { eta = 1.0 }                 # run folders {task}/{quality}/{algo}/{variant}/seed{s}
-    eta0 = { eta = 0.0 }
+    eta0 = { eta = 0.0, algos = ["om2p"] }   # ``algos``: only these algorithms get it
+
+An algorithm that no variant applies to runs once per cell, without a variant folder.
+``[grid] exclude = ["spread/expert/cql"]`` (optional) drops those task/quality/algo cells.
 
 A run's fields are ``[config]``, then ``[algo.NAME]``, then its variant, then the caller's
 ``overrides``; the grid sets algo, task, quality, seed and the run folder.
@@ -49,6 +52,8 @@ CLAIM = ".claim"  # the folder of a run's claim lock (``claim_run``)
 DEFAULT_RESULTS_DIR = "data/results/main"
 TOP_LEVEL_KEYS = ("results_dir", "grid", "config", "algo", "variants")
 GRID_KEYS = ("algos", "tasks", "qualities", "seeds")
+GRID_OPTIONAL = ("exclude",)  # task/quality/algo cells of the product that do not run
+VARIANT_ALGOS = "algos"  # a variant's own key: the algorithms it applies to (default: all)
 # set by the grid for each run, so no table may set them
 GRID_FIELDS = ("algo", "task", "quality", "seed", "out_dir")
 VARIANT_NAME = re.compile(r"[A-Za-z0-9._=-]+")
@@ -174,14 +179,17 @@ def validate_experiment(doc: Any, where: str = "experiment") -> dict[str, Any]:
     if not isinstance(grid, dict):
         raise _bad(where, "grid", "missing or not a table",
                    f"add a [grid] table with {list(GRID_KEYS)}")
-    extra = sorted(set(grid) - set(GRID_KEYS))
+    extra = sorted(set(grid) - set(GRID_KEYS) - set(GRID_OPTIONAL))
     missing = [k for k in GRID_KEYS if k not in grid]
     if extra or missing:
         problem = ", ".join(([f"unknown key(s) {extra}"] if extra else [])
                             + ([f"missing {missing}"] if missing else []))
-        raise _bad(where, "grid", problem, f"[grid] takes exactly {list(GRID_KEYS)}")
+        raise _bad(where, "grid", problem,
+                   f"[grid] takes {list(GRID_KEYS)} and optionally {list(GRID_OPTIONAL)}")
     for key in GRID_KEYS:
         _str_list(grid, key, where)
+    if "exclude" in grid:
+        _check_exclude(grid, where)
     check_fields(doc.get("config", {}), where, "config")
     algo_tables = doc.get("algo", {})
     if not isinstance(algo_tables, dict):
@@ -202,8 +210,38 @@ def validate_experiment(doc: Any, where: str = "experiment") -> dict[str, Any]:
             if not VARIANT_NAME.fullmatch(name):
                 raise _bad(where, f"variants.{name}", "name has characters other than "
                            "letters, digits and ._=-", "rename it, e.g. eta0.5 or dr=1e-3")
-            check_fields(values, where, f"variants.{name}")
+            if not isinstance(values, dict):
+                check_fields(values, where, f"variants.{name}")
+            only = values.get(VARIANT_ALGOS, grid["algos"])
+            if (not isinstance(only, list) or not only
+                    or any(a not in grid["algos"] for a in only)):
+                raise _bad(where, f"variants.{name}.{VARIANT_ALGOS}",
+                           f"must be a non-empty list of the grid's algorithms, got {only!r}",
+                           f"write e.g. {VARIANT_ALGOS} = {grid['algos'][:1]}")
+            check_fields({k: v for k, v in values.items() if k != VARIANT_ALGOS}, where,
+                         f"variants.{name}")
     return doc
+
+
+def _check_exclude(grid: dict[str, Any], where: str) -> None:
+    """``exclude`` lists task/quality/algo cells of the grid, each once."""
+    items = grid["exclude"]
+    cells = {f"{t}/{q}/{a}" for t in grid["tasks"] for q in grid["qualities"]
+             for a in grid["algos"]}
+    if not isinstance(items, list) or any(i not in cells for i in items):
+        bad = items if not isinstance(items, list) else [i for i in items if i not in cells]
+        raise _bad(where, "grid.exclude", f"must list task/quality/algo cells of the grid, "
+                   f"got {bad!r}", 'write e.g. exclude = ["spread/expert/cql"]')
+    if len(set(items)) != len(items):
+        raise _bad(where, "grid.exclude", "lists a cell more than once", "list each once")
+
+
+def _variants_of(doc: dict[str, Any], algo: str) -> list[tuple[str | None, dict[str, Any]]]:
+    """The variants (name, fields) that apply to ``algo``; [(None, {})] when none does."""
+    found = [(name, {k: v for k, v in fields.items() if k != VARIANT_ALGOS})
+             for name, fields in (doc.get("variants") or {}).items()
+             if algo in fields.get(VARIANT_ALGOS, [algo])]
+    return found or [(None, {})]
 
 
 # ----------------------------------------------------------------------------- runs
@@ -223,22 +261,33 @@ def _runs(doc: dict[str, Any], results_dir: str | Path | None = None,
     root = Path(results_dir if results_dir is not None
                 else doc.get("results_dir", DEFAULT_RESULTS_DIR))
     grid = doc["grid"]
-    variants: dict[str | None, dict[str, Any]] = dict(doc.get("variants") or {None: {}})
+    excluded = set(grid.get("exclude", []))
     runs = []
     # seed-major order: a grid cut short still has every cell at its first seeds
-    for seed, task, quality, algo, (name, fields) in itertools.product(
-            grid["seeds"], grid["tasks"], grid["qualities"], grid["algos"], variants.items()):
-        out = run_folder(root, task, quality, algo, seed, name)
-        values = (dict(doc.get("config", {})) | dict(doc.get("algo", {}).get(algo, {}))
-                  | dict(fields) | overrides)
-        values |= {"algo": algo, "task": task, "quality": quality, "seed": seed,
-                   "out_dir": str(out)}
-        try:
-            cfg = TrainConfig.from_dict(values).validate()
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{where}: run {out}: {err}") from err
-        runs.append(Run(cfg, name))
+    for seed, task, quality, algo in itertools.product(
+            grid["seeds"], grid["tasks"], grid["qualities"], grid["algos"]):
+        if f"{task}/{quality}/{algo}" in excluded:
+            continue
+        for name, fields in _variants_of(doc, algo):
+            runs.append(_run(doc, root, task, quality, algo, seed, name, fields, overrides,
+                             where))
     return runs
+
+
+def _run(doc: dict[str, Any], root: Path, task: str, quality: str, algo: str, seed: int,
+         name: str | None, fields: dict[str, Any], overrides: dict[str, Any],
+         where: str) -> Run:
+    """One run: ``[config]`` | ``[algo.NAME]`` | variant | overrides, validated."""
+    out = run_folder(root, task, quality, algo, seed, name)
+    values = (dict(doc.get("config", {})) | dict(doc.get("algo", {}).get(algo, {}))
+              | dict(fields) | overrides)
+    values |= {"algo": algo, "task": task, "quality": quality, "seed": seed,
+               "out_dir": str(out)}
+    try:
+        cfg = TrainConfig.from_dict(values).validate()
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{where}: run {out}: {err}") from err
+    return Run(cfg, name)
 
 
 def experiment_runs(doc: dict[str, Any], results_dir: str | Path | None = None,
