@@ -335,11 +335,12 @@ def test_evaluation_actions_repeat_for_one_generator_seed(algo: str) -> None:
     torch.manual_seed(2)
     a2 = agent.act(obs, torch.Generator().manual_seed(7))
     assert torch.equal(a1, a2)
-    if algo in ("om2p", "flowq", "diffusionq"):  # stochastic policies: the seed matters
+    if algo in ("om2p", "om2p-official", "flowq", "diffusionq"):  # stochastic: seed matters
         assert not torch.equal(a1, agent.act(obs, torch.Generator().manual_seed(8)))
 
 
-@pytest.mark.parametrize("algo", ["bc", "td3bc", "cql", "omar", "flowq", "diffusionq"])
+@pytest.mark.parametrize("algo", ["bc", "td3bc", "cql", "omar", "flowq", "diffusionq",
+                                  "om2p-official"])
 def test_baseline_population_equals_its_runs_alone(algo: str, task_data, tmp_path) -> None:
     """Members stacked along the agent axis (P·A) compute what their own runs compute:
     per-agent operations only, every draw from the member's own stream."""

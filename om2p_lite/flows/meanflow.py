@@ -96,9 +96,12 @@ def meanflow_loss(net: nn.Module | VelocityFn, o: torch.Tensor, a: torch.Tensor,
                   eps: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                   fd_mask: torch.Tensor | None = None, reduce: str = "mean",
                   du_dr_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,
-                  logs: bool = True,
+                  logs: bool = True, action_reduce: str = "sum",
                   ) -> tuple[torch.Tensor, dict[str, float] | dict[str, torch.Tensor]]:
     """L_MF = E w ||u_θ(o, x_r, r, t) - sg(u_tgt)||²   (eq-mf-loss); returns (loss, logs).
+
+    ``action_reduce='mean'`` averages the squared error over the (real) action dims instead
+    of summing it, as the public OM2P code does (``agents.om2p_official``).
 
     The multi-agent form (what OM2P trains with): a (B, A, d) with ``mask`` (A, d) marking
     each agent's real action dims (padding gets no velocity and no error), ``reduce='agents'``
@@ -116,6 +119,10 @@ def meanflow_loss(net: nn.Module | VelocityFn, o: torch.Tensor, a: torch.Tensor,
     u_tgt = meanflow_target(v, r, t, dudr)  # (eq-mf-target)
     err = u - u_tgt if mask is None else (u - u_tgt) * mask
     sq_err = (err ** 2).sum(-1)  # (B,) or (B, A)
+    if action_reduce == "mean":  # each agent's real dims: mask (A, d) sums to them
+        sq_err = sq_err / (a.shape[-1] if mask is None else mask.sum(-1))
+    elif action_reduce != "sum":
+        raise ValueError(f"unknown action reduction {action_reduce!r}: use 'sum' or 'mean'")
     if reduce == "agents":
         from om2p_lite.flows.stacked import batch_mean  # a mean whose bits do not depend on A
 

@@ -33,7 +33,7 @@ class PrecisionWarning(UserWarning):
 class TrainConfig:
     """Every knob of one training run; defaults follow SPEC §4 scaled for a CPU."""
 
-    algo: str = "om2p"  # om2p | bc | td3bc | cql | omar | flowq | diffusionq
+    algo: str = "om2p"  # om2p | om2p-official | bc | td3bc | cql | omar | flowq | diffusionq
     task: str = "spread"  # spread | tag | world | halfcheetah | spreadN (Spread, N agents)
     quality: str = "expert"  # random | medium-replay | medium | expert | imported (a file)
     seed: int = 0  # training seed: initial weights, noise, batch order
@@ -279,7 +279,10 @@ def warn_unresolved_dr(dr: float, dtype: torch.dtype = COMPUTE_DTYPE) -> bool:
 # stored results of the others valid (rl.experiment.stale_fields). Every field not named
 # here is read by every algorithm. Measured, not assumed: tests/test_agents.py changes
 # each field and checks whose training and actions change.
-_CRITICS = frozenset({"om2p", "td3bc", "cql", "omar", "flowq", "diffusionq"})  # not BC
+# om2p-official reads no η, Q-normalisation or mean-flow field: it fixes them itself
+# (agents.om2p_official.OFFICIAL).
+_CRITICS = frozenset({"om2p", "om2p-official", "td3bc", "cql", "omar", "flowq",
+                      "diffusionq"})  # not BC
 _Q_GUIDED = frozenset({"om2p", "flowq", "diffusionq"})  # λ = η / sg(mean |Q|)
 _SMOOTHED = frozenset({"td3bc", "cql", "omar"})  # TD3's target smoothing, CQL's proposals
 FIELD_READERS: dict[str, frozenset[str]] = {

@@ -1,4 +1,5 @@
-"""Offline multi-agent learners: OM2P and its baselines, all built on ``agents.base``.
+"""Offline multi-agent learners: OM2P, its released-code variant and its baselines, all
+built on ``agents.base``.
 
 Not the training loop (``train``): ``make_agent`` only builds an agent from a config.
 """
@@ -13,6 +14,7 @@ from om2p_lite.rl.agents.cql import CQLAgent
 from om2p_lite.rl.agents.diffusionq import DiffusionQAgent
 from om2p_lite.rl.agents.flowq import FlowQAgent
 from om2p_lite.rl.agents.om2p import OM2PAgent
+from om2p_lite.rl.agents.om2p_official import OM2POfficialAgent
 from om2p_lite.rl.agents.omar import OMARAgent
 from om2p_lite.rl.agents.td3bc import TD3BCAgent
 
@@ -20,7 +22,8 @@ if TYPE_CHECKING:
     from om2p_lite.rl.config import TrainConfig
 
 AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (
-    OM2PAgent, BCAgent, TD3BCAgent, CQLAgent, OMARAgent, FlowQAgent, DiffusionQAgent)}
+    OM2PAgent, OM2POfficialAgent, BCAgent, TD3BCAgent, CQLAgent, OMARAgent, FlowQAgent,
+    DiffusionQAgent)}
 ALGORITHMS = tuple(AGENTS)
 
 

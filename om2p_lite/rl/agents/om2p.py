@@ -7,11 +7,11 @@ its generative loss is ``meanflow.meanflow_loss``, the function chapter 2 teache
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
-from om2p_lite.flows.meanflow import meanflow_loss
+from om2p_lite.flows.meanflow import VelocityFn, meanflow_loss
 from om2p_lite.flows.sampling import sample_meanflow
 from om2p_lite.flows.stacked import sample_stacked, stacked_du_dr
 from om2p_lite.flows.timesteps import make_time_sampler, sample_r_t
@@ -27,6 +27,7 @@ class OM2PAgent(GenerativeQAgent):
 
     name = "om2p"
     member_streams = True
+    action_reduce: ClassVar[str] = "sum"  # L_MF's squared error over action dims (SPEC §2)
 
     def set_members(self, cfgs: Sequence[Any]) -> None:
         """Each member's time sampler, Δr (1, P·A, 1) and fd-or-zero estimator mask."""
@@ -63,12 +64,16 @@ class OM2PAgent(GenerativeQAgent):
         B, A, d = actions.shape
         r, t = self.sample_times(B)  # (B, A, 1)
         eps = self.randn(B, A, d)
-        per_agent, logs = meanflow_loss(self.actor, obs, actions, r, t, self.estimator,
+        per_agent, logs = meanflow_loss(self.velocity(), obs, actions, r, t, self.estimator,
                                         self.dr, self.cfg.adaptive_p, eps=eps,
                                         mask=self.act_mask, fd_mask=self.fd_mask,
                                         reduce="agents", du_dr_fn=stacked_du_dr,
-                                        logs=self.want_logs)
+                                        logs=self.want_logs, action_reduce=self.action_reduce)
         return per_agent.sum(), logs
+
+    def velocity(self) -> VelocityFn:
+        """The u_θ(o, x_r, r, t) that L_MF trains: the actor, its inputs in that order."""
+        return self.actor
 
     def policy(self, obs: torch.Tensor, eps: torch.Tensor | None = None) -> torch.Tensor:
         """One-step (or ``cfg.sample_steps``-step) mean-flow sample   (eq-one-step)."""
