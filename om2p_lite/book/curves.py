@@ -277,14 +277,12 @@ def step_times(runs: pd.DataFrame, column: str = "s_per_member_step") -> pd.Data
 
 def expected_runs(experiment: str | Path | Mapping[str, Any]) -> pd.DataFrame:
     """Seeds an experiment asks for per (task, quality, algo, variant), in its order."""
-    from om2p_lite.rl.experiment import load_experiment, validate_experiment
+    from om2p_lite.rl.experiment import experiment_cells, load_experiment, validate_experiment
 
     doc = (validate_experiment(dict(experiment)) if isinstance(experiment, Mapping)
            else load_experiment(experiment))
-    grid, variants = doc["grid"], list(doc.get("variants") or [""])
-    rows = [{"task": t, "quality": q, "algo": a, "variant": v, "expected": len(grid["seeds"])}
-            for t in grid["tasks"] for q in grid["qualities"] for a in grid["algos"]
-            for v in variants]
+    rows = [{"task": t, "quality": q, "algo": a, "variant": v or "",
+             "expected": len(doc["grid"]["seeds"])} for t, q, a, v, _ in experiment_cells(doc)]
     return pd.DataFrame(rows, columns=[*KEYS, "expected"])
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import itertools
 import json
 import os
 import re
@@ -260,18 +259,20 @@ def _runs(doc: dict[str, Any], results_dir: str | Path | None = None,
     overrides = dict(check_fields(overrides or {}, where, "overrides"))
     root = Path(results_dir if results_dir is not None
                 else doc.get("results_dir", DEFAULT_RESULTS_DIR))
-    grid = doc["grid"]
-    excluded = set(grid.get("exclude", []))
-    runs = []
     # seed-major order: a grid cut short still has every cell at its first seeds
-    for seed, task, quality, algo in itertools.product(
-            grid["seeds"], grid["tasks"], grid["qualities"], grid["algos"]):
-        if f"{task}/{quality}/{algo}" in excluded:
-            continue
-        for name, fields in _variants_of(doc, algo):
-            runs.append(_run(doc, root, task, quality, algo, seed, name, fields, overrides,
-                             where))
-    return runs
+    return [_run(doc, root, task, quality, algo, seed, name, fields, overrides, where)
+            for seed in doc["grid"]["seeds"]
+            for task, quality, algo, name, fields in experiment_cells(doc)]
+
+
+def experiment_cells(doc: dict[str, Any]) -> list[tuple[str, str, str, str | None,
+                                                        dict[str, Any]]]:
+    """(task, quality, algo, variant, its fields) of every cell the grid runs, in grid
+    order, seeds aside: the one expansion of [grid], exclude and [variants]."""
+    grid, excluded = doc["grid"], set(doc["grid"].get("exclude", []))
+    return [(t, q, a, name, fields) for t in grid["tasks"] for q in grid["qualities"]
+            for a in grid["algos"] if f"{t}/{q}/{a}" not in excluded
+            for name, fields in _variants_of(doc, a)]
 
 
 def _run(doc: dict[str, Any], root: Path, task: str, quality: str, algo: str, seed: int,

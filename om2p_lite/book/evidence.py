@@ -1,0 +1,204 @@
+"""Evidence for the results chapters: have the critics trained, paired comparisons by
+evaluation seed with equivalence margins, and the decisive experiment's reading.
+
+Not a runner and not a plot: it reads run folders (``book.curves`` finds them) and
+``rl.convergence``'s numbers. The reading rules are those written in
+``data/experiments/budget_test.toml`` before its runs; they are code here, once.
+
+Comparisons pair by training seed: every algorithm's seed s draws the same batch indices and
+is evaluated on the same start states (``EVAL_SEED_OFFSET + s``), so with d_s = (mean over
+seed s's episodes of X) - (the same of Y), d = mean_s d_s and SE = sd(d_s) / √n.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from om2p_lite.book.curves import RESULT, _keys_from_path, _read_json, run_folders
+
+SE_RULE = 2.0  # "X above Y" means d > 2 SE (the pre-registered rule)
+CONVERGED = 0.5  # a critic has trained when Q(o, a_data) reaches half its MC target
+MARGIN = 10.0  # equivalence margin in normalised points: the 90 % interval within ±10
+GENERATIVE_Q = ("flowq", "om2p", "om2p-official", "diffusionq")  # Q-guided generative actors
+READINGS = {"a": "the budget was the cause",
+            "b": "OM2P's one-step Q path is at fault",
+            "c": "the data decide"}
+
+
+def label(algo: str, variant: str) -> str:
+    """A method's name in tables: ``algo`` or ``algo/variant``."""
+    return f"{algo}/{variant}" if variant else algo
+
+
+def _linear_normaliser(task: str, reward_variant: str) -> tuple[float, float] | None:
+    """(a, b) with normalised = a + b R for the task's reference returns, or None."""
+    from om2p_lite.rl.evaluate import normalised_or_none
+
+    n0, n1 = (normalised_or_none(task, x, reward_variant) for x in (0.0, 1.0))
+    return None if n0 is None or n1 is None else (n0, n1 - n0)
+
+
+def load_episodes(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Finished runs under ``root``: (episodes, probes).
+
+    episodes: one row per run, evaluation and episode (keys, label, seed, step, episode,
+    return, normalised); probes: one row per run and evaluation with the critic probe
+    (q_probe, q_pi_probe, mc_probe; NaN for a run without a critic or made before them).
+    """
+    root = Path(root)
+    episodes, probes = [], []
+    for folder in run_folders(root):
+        if not (folder / RESULT).exists():
+            continue
+        keys = _keys_from_path(folder, root)
+        res = _read_json(folder / RESULT)
+        norm = _linear_normaliser(keys["task"],
+                                  res.get("config", {}).get("reward_variant", "mpe2"))
+        for ev in res.get("evals", []):
+            rets = np.asarray(ev.get("returns") or [ev["return"]], dtype=float)
+            base = keys | {"label": label(keys["algo"], keys["variant"]),
+                           "step": int(ev["step"])}
+            episodes.append(pd.DataFrame(base | {
+                "episode": np.arange(len(rets)), "return": rets,
+                "normalised": norm[0] + norm[1] * rets if norm else np.nan}))
+            probes.append(base | {k: float(ev.get(k, np.nan))
+                                  for k in ("q_probe", "q_pi_probe", "mc_probe")})
+    if not episodes:
+        raise FileNotFoundError(f"{root}: no finished runs. Fix: run the experiment's grid "
+                                f"command (its file names it) and read again")
+    return pd.concat(episodes, ignore_index=True), pd.DataFrame(probes)
+
+
+def seed_scores(episodes: pd.DataFrame, step: int | None = None,
+                value: str = "normalised") -> pd.DataFrame:
+    """Per (task, quality, label, seed): the mean ``value`` over its episodes at ``step``
+    (None: each run's last evaluation)."""
+    df = episodes
+    if step is None:
+        last = df.groupby(["task", "quality", "label", "seed"])["step"].transform("max")
+        df = df[df["step"] == last]
+    else:
+        df = df[df["step"] == step]
+    return (df.groupby(["task", "quality", "label", "seed"], as_index=False)[value].mean()
+            .rename(columns={value: "score"}))
+
+
+def paired(x: pd.Series, y: pd.Series, margin: float = MARGIN) -> dict[str, Any]:
+    """Paired comparison of per-seed scores ``x`` - ``y`` (indexed by seed, common seeds only).
+
+    Returns d, SE, n, the t-based 95 % and 90 % intervals, and the verdict: 'above' or
+    'below' (|d| > 2 SE), 'equivalent' (90 % interval within ±margin) or 'undecided'.
+    """
+    from scipy.stats import t
+
+    seeds = sorted(set(x.index) & set(y.index))
+    d = np.array([x[s] - y[s] for s in seeds], dtype=float)
+    n = len(d)
+    if n < 2:
+        return {"d": float(d.mean()) if n else float("nan"), "se": float("nan"), "n": n,
+                "ci95": (float("nan"),) * 2, "ci90": (float("nan"),) * 2,
+                "verdict": "undecided"}
+    mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(n))
+    h95, h90 = (float(t.ppf(q, n - 1)) * se for q in (0.975, 0.95))
+    verdict = ("above" if mean > SE_RULE * se else "below" if mean < -SE_RULE * se
+               else "equivalent" if abs(mean) + h90 <= margin else "undecided")
+    return {"d": mean, "se": se, "n": n, "ci95": (mean - h95, mean + h95),
+            "ci90": (mean - h90, mean + h90), "verdict": verdict}
+
+
+def critic_convergence(probes: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, quality, label) at the last evaluation, means over seeds: Q(o, a_data),
+    its MC target, their ratio (1 = the fixed point) and the gap Q(o, a_π) - Q(o, a_data)."""
+    df = probes.dropna(subset=["q_probe"])
+    last = df.groupby(["task", "quality", "label", "seed"])["step"].transform("max")
+    df = df[df["step"] == last].assign(ratio=lambda f: f["q_probe"] / f["mc_probe"],
+                                       gap=lambda f: f["q_pi_probe"] - f["q_probe"])
+    out = df.groupby(["task", "quality", "label"], as_index=False).agg(
+        step=("step", "max"), q_data=("q_probe", "mean"), mc=("mc_probe", "mean"),
+        ratio=("ratio", "mean"), gap=("gap", "mean"), seeds=("seed", "size"))
+    return out
+
+
+def train_log_convergence(logs: pd.DataFrame, mc: dict[tuple[str, str], float]
+                          ) -> pd.DataFrame:
+    """The same check for runs made before the probe: each run's last logged batch-mean
+    Q(o, a_data) (``q_data``) against the mean MC target of its whole data set
+    (``mc[(task, quality)]``); means over seeds per (task, quality, algo)."""
+    df = logs.dropna(subset=["q_data"])
+    last = df.groupby([*("task", "quality", "algo", "variant"), "seed"])["step"] \
+        .transform("max")
+    df = df[df["step"] == last]
+    df = df.assign(mc=[mc[(t, q)] for t, q in zip(df["task"], df["quality"], strict=True)])
+    out = df.groupby(["task", "quality", "algo"], as_index=False).agg(
+        step=("step", "max"), q_data=("q_data", "mean"), mc=("mc", "mean"),
+        seeds=("seed", "size"))
+    return out.assign(ratio=out["q_data"] / out["mc"])
+
+
+def dataset_mc(task: str, quality: str, gamma: float, budget: str, seed: int = 0,
+               reward_variant: str = "mpe2") -> float:
+    """Mean MC target over every transition and agent of a data set (eq-mc-target)."""
+    from om2p_lite.data.generate import get_dataset
+    from om2p_lite.rl.convergence import mc_returns
+
+    ds = get_dataset(task, quality, seed, budget, reward_variant=reward_variant)
+    return float(mc_returns(ds, gamma).mean())
+
+
+def reading(episodes: pd.DataFrame, probes: pd.DataFrame, om2p: Sequence[str],
+            early_step: int, flowq: str = "flowq", improvers: Sequence[str] = ("flowq",
+                                                                               "td3bc"),
+            leaders: Sequence[str] = ("bc", "cql")) -> pd.DataFrame:
+    """The decisive experiment's rules (budget_test.toml), one row per data set.
+
+    ``om2p``: the OM2P settings (labels) whose better one is compared; ``early_step``: the
+    evaluation that is main_book's protocol (the first evaluation after 0 when a run has
+    none at that step, as in a tiny rerun). Columns: the predicates converged, tracks,
+    improve, om2p_below, data_decide; ``readings`` ('a', 'b+c', 'none', ...) and ``text``.
+    """
+    final = seed_scores(episodes)
+    conv = critic_convergence(probes)
+    rows = []
+    for (task, quality), block in final.groupby(["task", "quality"], sort=False):
+        by = {lab: g.set_index("seed")["score"] for lab, g in block.groupby("label")}
+        have = [m for m in om2p if m in by]
+        if flowq not in by or not have:
+            continue
+        best = max(have, key=lambda m: by[m].mean())
+        c = conv[(conv["task"] == task) & (conv["quality"] == quality)].set_index("label")
+        ratios = [float(c.loc[m, "ratio"]) if m in c.index else float("nan")
+                  for m in [flowq, *have]]
+        converged = bool(np.all(np.asarray(ratios) >= CONVERGED))
+        vs_flow = {m: paired(by[m], by[flowq]) for m in have}
+        tracks = vs_flow[best]["d"] >= -SE_RULE * vs_flow[best]["se"]
+        below = all(v["verdict"] == "below" for v in vs_flow.values())
+        ep = episodes[(episodes["task"] == task) & (episodes["quality"] == quality)]
+        steps = sorted(s for s in ep["step"].unique() if s > 0)
+        early = early_step if early_step in steps else (steps[0] if steps else None)
+        gains = {}
+        for m in improvers:
+            if m in by and early is not None:
+                first = seed_scores(ep[ep["label"] == m], early).set_index("seed")["score"]
+                gains[m] = paired(by[m], first)
+        improve = bool(gains) and all(g["verdict"] == "above" for g in gains.values())
+        generative = [m for m in by if m.split("/")[0] in GENERATIVE_Q]
+        leads = {lead: all(paired(by[lead], by[m])["verdict"] == "above" for m in generative)
+                 for lead in leaders if lead in by}
+        data_decide = any(leads.values())
+        found = (["a"] if converged and tracks else []) + \
+            (["b"] if improve and below else []) + (["c"] if data_decide else [])
+        rows.append({"task": task, "quality": quality, "om2p_best": best,
+                     "flowq_ratio": ratios[0], "om2p_ratio": min(ratios[1:]),
+                     "converged": converged, "tracks": bool(tracks),
+                     "om2p_vs_flowq": vs_flow[best], "improve": improve, "gains": gains,
+                     "om2p_below": below, "data_decide": data_decide,
+                     "leaders": [k for k, v in leads.items() if v],
+                     "readings": "+".join(found) or "none",
+                     "text": "; ".join(READINGS[r] for r in found)
+                     or "none of the three: undecided at this power"})
+    return pd.DataFrame(rows)

@@ -1,0 +1,123 @@
+"""The results chapters' evidence: paired comparisons and equivalence, the critic check and
+the decisive experiment's reading rules (a), (b), (c) on constructed runs, and the loader on
+a real tiny grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from om2p_lite.book import evidence as ev
+
+SEEDS = (0, 1, 2)
+
+
+def test_paired_verdicts() -> None:
+    x = pd.Series([10.0, 11.0, 12.0], index=SEEDS)
+    assert ev.paired(x + 5 + np.array([0, 0.1, -0.1]), x)["verdict"] == "above"
+    assert ev.paired(x, x + 5 + np.array([0, 0.1, -0.1]))["verdict"] == "below"
+    tie = ev.paired(x + np.array([0.1, -0.1, 0.0]), x)
+    assert tie["verdict"] == "equivalent" and tie["ci90"][1] < ev.MARGIN
+    noisy = ev.paired(x + np.array([30.0, -25.0, 1.0]), x)
+    assert noisy["verdict"] == "undecided"  # no difference found is not a tie
+    assert ev.paired(x.iloc[:1], x)["verdict"] == "undecided"
+
+
+def frames(scores: dict[str, list[float]], early: dict[str, list[float]],
+           ratios: dict[str, float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Episodes (2 per seed, scores ± 1) at step 2 (early) and 20 (final), and probes."""
+    eps, probes = [], []
+    for lab, finals in scores.items():
+        algo, _, variant = lab.partition("/")
+        for step, values in ((2, early.get(lab, finals)), (20, finals)):
+            for s, v in zip(SEEDS, values, strict=True):
+                for k, e in enumerate((v - 1, v + 1)):
+                    eps.append({"task": "world", "quality": "medium-replay", "algo": algo,
+                                "variant": variant, "label": lab, "seed": s, "step": step,
+                                "episode": k, "return": e, "normalised": e})
+                if lab in ratios:
+                    probes.append({"task": "world", "quality": "medium-replay",
+                                   "label": lab, "seed": s, "step": step, "mc_probe": -10.0,
+                                   "q_probe": -10.0 * ratios[lab], "q_pi_probe": -9.0})
+    return pd.DataFrame(eps), pd.DataFrame(probes)
+
+
+OM2P = ["om2p/eta0.3", "om2p/eta3"]
+
+
+def read(scores, early=None, ratios=None) -> pd.Series:
+    ratios = ratios or {"flowq": 0.8, "om2p/eta0.3": 0.7, "om2p/eta3": 0.6, "td3bc": 0.9}
+    episodes, probes = frames(scores, early or {}, ratios)
+    out = ev.reading(episodes, probes, OM2P, early_step=2)
+    assert len(out) == 1
+    return out.iloc[0]
+
+
+def test_reading_a_budget_was_the_cause() -> None:
+    row = read({"flowq": [50, 52, 54], "om2p/eta0.3": [49, 52, 55], "om2p/eta3": [20, 21, 22],
+                "td3bc": [40, 41, 42], "bc": [30, 31, 32]})
+    assert row["readings"] == "a" and row["om2p_best"] == "om2p/eta0.3"
+    assert row["converged"] and row["tracks"] and not row["data_decide"]
+    low = read({"flowq": [50, 52, 54], "om2p/eta0.3": [49, 52, 55], "om2p/eta3": [20, 21, 22],
+                "td3bc": [40, 41, 42]}, ratios={"flowq": 0.8, "om2p/eta0.3": 0.3,
+                                                "om2p/eta3": 0.6})
+    assert not low["converged"] and low["readings"] == "none"
+
+
+def test_reading_b_one_step_q_path() -> None:
+    row = read({"flowq": [60, 61, 62], "om2p/eta0.3": [30, 31, 33], "om2p/eta3": [20, 22, 21],
+                "td3bc": [50, 51, 52], "bc": [40, 40, 41]},
+               early={"flowq": [30, 31, 30], "td3bc": [20, 22, 21]})
+    assert row["readings"] == "b" and row["improve"] and row["om2p_below"]
+    flat = read({"flowq": [60, 61, 62], "om2p/eta0.3": [30, 31, 33], "om2p/eta3": [20, 22, 21],
+                 "td3bc": [50, 51, 52]}, early={"flowq": [60, 61, 62], "td3bc": [20, 22, 21]})
+    assert not flat["improve"] and flat["readings"] == "none"  # Flow+Q did not gain
+
+
+def test_reading_c_data_decide() -> None:
+    row = read({"flowq": [30, 31, 32], "om2p/eta0.3": [29, 31, 33], "om2p/eta3": [20, 22, 21],
+                "om2p-official": [10, 11, 12], "td3bc": [40, 41, 42], "bc": [80, 81, 82]})
+    assert row["readings"] == "a+c" and row["leaders"] == ["bc"]
+    assert "the data decide" in row["text"]
+
+
+@pytest.fixture(scope="module")
+def tiny_grid(tmp_path_factory) -> Path:
+    from om2p_lite.data import save_dataset
+    from om2p_lite.data.generate import make_dataset
+    from om2p_lite.rl.experiment import run_experiment
+
+    root = tmp_path_factory.mktemp("grid")
+    data = save_dataset(make_dataset("spread", "expert", 0, n_transitions=200)[0],
+                        root / "spread.npz")
+    doc = {"results_dir": str(root / "r"),
+           "grid": {"algos": ["bc", "flowq", "om2p"], "tasks": ["spread"],
+                    "qualities": ["expert"], "seeds": [0, 1]},
+           "config": dict(steps=4, batch_size=8, hidden=8, depth=1, critic_hidden=8,
+                          critic_depth=1, eval_every=2, eval_episodes=3, eval_max_steps=5,
+                          log_every=2, progress=False, threads=1, dataset=str(data),
+                          flow_steps=2),
+           "variants": {"eta0.3": {"eta": 0.3, "algos": ["om2p"]},
+                        "eta3": {"eta": 3.0, "algos": ["om2p"]}}}
+    run_experiment(doc)
+    return root / "r"
+
+
+def test_load_episodes_and_reading_of_a_real_grid(tiny_grid: Path) -> None:
+    episodes, probes = ev.load_episodes(tiny_grid)
+    assert set(episodes["label"]) == {"bc", "flowq", "om2p/eta0.3", "om2p/eta3"}
+    assert episodes.groupby(["label", "seed", "step"]).size().eq(3).all()
+    assert probes.loc[probes["label"] == "bc", "q_probe"].isna().all()
+    assert probes.loc[probes["label"] != "bc", "q_probe"].notna().all()
+    conv = ev.critic_convergence(probes)
+    assert set(conv["label"]) == {"flowq", "om2p/eta0.3", "om2p/eta3"}
+    out = ev.reading(episodes, probes, OM2P, early_step=2000)
+    assert len(out) == 1 and out.iloc[0]["readings"] in {"a", "b", "c", "a+c", "b+c", "none"}
+    with pytest.raises(FileNotFoundError, match="no results folder. Fix: run"):
+        ev.load_episodes(tiny_grid / "spread" / "expert" / "nothing")
+    (tiny_grid.parent / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no finished runs. Fix: run"):
+        ev.load_episodes(tiny_grid.parent / "empty")
