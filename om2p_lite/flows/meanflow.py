@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from om2p_lite.flows.flow import conditional_velocity, interpolate
+from om2p_lite.flows.ops import batch_mean
 
 ESTIMATORS = ("jvp", "fd", "zero", "jacobian")
 VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -117,8 +118,6 @@ def meanflow_loss(net: nn.Module | VelocityFn, o: torch.Tensor, a: torch.Tensor,
     err = u - u_tgt if mask is None else (u - u_tgt) * mask
     sq_err = (err ** 2).sum(-1)  # (B,) or (B, A)
     if reduce == "agents":
-        from om2p_lite.flows.stacked import batch_mean  # a mean whose bits do not depend on A
-
         loss = batch_mean(adaptive_weight(sq_err, p, c) * sq_err)  # (A,)   (eq-mf-loss)
         if not logs:
             return loss, {}
