@@ -39,6 +39,7 @@ from benchlib import (
     write_json,
 )
 
+from om2p_lite.rl.agents import dims_of
 from om2p_lite.rl.config import TrainConfig
 from om2p_lite.rl.population import (
     BATCH_SEED_OFFSET,
@@ -46,7 +47,6 @@ from om2p_lite.rl.population import (
     build_population,
     sample_population_batch,
 )
-from om2p_lite.rl.train import dims_of
 
 TASK, QUALITY = "world", "medium"
 # the targets: per-member steps/s at P = 16 (2x64) >= 2x one run's; OM2P <= 1.3x TD3+BC

@@ -71,8 +71,7 @@ def test_eval_rows_carry_episodes_and_probe(algo: str, spread, tmp_path: Path) -
 
 
 def test_probe_is_the_same_rows_for_every_member(spread) -> None:
-    from om2p_lite.rl.agents import make_agent
-    from om2p_lite.rl.train import dims_of
+    from om2p_lite.rl.agents import dims_of, make_agent
 
     one, two = CriticProbe(spread, 0.99, 1, "cpu"), CriticProbe(spread, 0.99, 2, "cpu")
     A = spread.obs.shape[1]

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from om2p_lite.data import DatasetError, load_dataset, save_dataset
-from om2p_lite.data.dataset import checksum_arrays
+from om2p_lite.data.format import checksum_arrays
 from om2p_lite.data.synthetic import parts, toy_dataset, write_raw
 
 Arrays = dict[str, np.ndarray]

@@ -2,7 +2,7 @@
 one by one: parameters, losses, evaluations and run folders, also across a stop and resume.
 
 Bit-identical on the CPU, not merely close: inside a stacked network every member's rows
-are one contiguous block in the forward and the backward pass (``stacked.swap_axes``), so
+are one contiguous block in the forward and the backward pass (``ops.swap_axes``), so
 member m's matrix products, bias-gradient sums and Adam steps run the same kernels on the
 same numbers as in a network of its own; losses are per-agent vectors whose sum couples
 nothing (its gradient is 1 for every term).

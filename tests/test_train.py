@@ -13,9 +13,10 @@ import pytest
 import torch
 
 from om2p_lite.cli.main import main
+from om2p_lite.data.run_data import check_dataset
 from om2p_lite.rl.config import TrainConfig
 from om2p_lite.rl.results import results_table, table_markdown
-from om2p_lite.rl.train import check_dataset, train
+from om2p_lite.rl.train import train
 
 SMALL = dict(batch_size=16, hidden=32, depth=2, critic_hidden=32, critic_depth=2,
              eval_episodes=2, log_every=1, progress=False)

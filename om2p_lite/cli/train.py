@@ -96,9 +96,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from om2p_lite.rl.agents import make_agent
+    from om2p_lite.data.run_data import load_data
+    from om2p_lite.rl.agents import dims_of, make_agent
     from om2p_lite.rl.evaluate import evaluate_agent
-    from om2p_lite.rl.train import dims_of, load_data
     from om2p_lite.runtime.device import pick_device
 
     run = Path(args.run)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from om2p_lite.envs.base import EnvSpec
+from om2p_lite.envs.scripted import SCRIPTED
 
 QUALITIES = ("random", "medium-replay", "medium", "expert")
 BEHAVIOUR_DIR = Path(__file__).resolve().parents[2] / "data" / "behaviour"
@@ -52,8 +53,6 @@ class ScriptedPolicy:
 
     def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Act by the script."""
-        from om2p_lite.envs.scripted import SCRIPTED
-
         return SCRIPTED[self.task](obs)
 
 

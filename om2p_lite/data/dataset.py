@@ -1,19 +1,12 @@
-"""The in-memory offline dataset and its on-disk form (one uncompressed ``.npz`` per dataset).
+"""The in-memory offline dataset and its saving and loading (one uncompressed ``.npz`` each).
 
-Not a loader of foreign formats (see ``npy_io``) and not a replay buffer that grows.
-
-File format (format_version 1), every array indexed by transition n < N:
-  obs, next_obs (N, A, D) float32 | actions (N, A, d) float32 in [-1, 1] | rewards (N, A)
-  float32 | terminals, timeouts, episode_starts (N,) bool | metadata: 0-d str, JSON.
-Agents with smaller obs/action sizes are zero padded; their true sizes are metadata
-``obs_dims`` / ``act_dims``. ``checksum`` is SHA-256 over the arrays (names, dtypes, shapes,
-bytes), so equal checksums mean bit-identical data whatever the metadata says.
+Not a loader of foreign formats (see ``npy_io``) and not a replay buffer that grows. The
+on-disk format itself (fields, version, checksum) is ``format``; its checks are ``validate``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -24,24 +17,8 @@ import numpy as np
 import torch
 
 from om2p_lite.data.errors import DatasetError
-
-FORMAT_VERSION = 1
-ARRAY_FIELDS = ("obs", "actions", "rewards", "next_obs", "terminals", "timeouts",
-                "episode_starts")
-FLOAT_FIELDS = ("obs", "actions", "rewards", "next_obs")
-FLAG_FIELDS = ("terminals", "timeouts", "episode_starts")
-REQUIRED_META = ("format_version", "task", "n_agents", "obs_dims", "act_dims", "checksum")
-
-
-def checksum_arrays(arrays: dict[str, np.ndarray]) -> str:
-    """SHA-256 over the array fields in a fixed order: name, dtype, shape, then raw bytes."""
-    h = hashlib.sha256()
-    for name in ARRAY_FIELDS:
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
-        h.update(memoryview(a.reshape(-1).view(np.uint8)))  # no copy of large arrays
-    return "sha256:" + h.hexdigest()
-
+from om2p_lite.data.format import ARRAY_FIELDS, FORMAT_VERSION, checksum_arrays
+from om2p_lite.data.validate import read_npz, validate_arrays
 
 @dataclass
 class OfflineDataset:
@@ -70,7 +47,7 @@ class OfflineDataset:
         return {name: getattr(self, name) for name in ARRAY_FIELDS}
 
     def checksum(self) -> str:
-        """SHA-256 of the arrays (see module docstring)."""
+        """SHA-256 of the arrays (see ``format``)."""
         return checksum_arrays(self.arrays())
 
     def sample_indices(self, batch_size: int, generator: torch.Generator | None = None
@@ -115,8 +92,6 @@ def to_npz_dict(ds: OfflineDataset) -> dict[str, np.ndarray]:
 
 def save_dataset(ds: OfflineDataset, path: str | Path, overwrite: bool = False) -> Path:
     """Validate, then write ``path`` atomically; never replaces a file unless ``overwrite``."""
-    from om2p_lite.data.validate import validate_arrays
-
     path = Path(path)
     if path.suffix != ".npz":
         raise DatasetError(str(path), "<file>", "dataset files must end in .npz",
@@ -170,8 +145,6 @@ def unwritable(path: Path, err: OSError) -> DatasetError:
 
 def load_dataset(path: str | Path, verify_checksum: bool = True) -> OfflineDataset:
     """Read and fully validate a dataset file; raise ``DatasetError`` on the first problem."""
-    from om2p_lite.data.validate import read_npz, validate_arrays
-
     arrays, meta = read_npz(path)
     validate_arrays(arrays, meta, str(path), verify_checksum=verify_checksum)
     return OfflineDataset(**{k: arrays[k] for k in ARRAY_FIELDS}, metadata=meta)

@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from om2p_lite.data.behaviour import QUALITIES, behaviour_policy
-from om2p_lite.data.dataset import FORMAT_VERSION, OfflineDataset, load_dataset, save_dataset
+from om2p_lite.data.behaviour import QUALITIES, SCRIPTED_PRESETS, behaviour_policy
+from om2p_lite.data.dataset import OfflineDataset, load_dataset, save_dataset
 from om2p_lite.data.errors import DatasetError
+from om2p_lite.data.format import FORMAT_VERSION
 from om2p_lite.envs import TASKS, VecEnv, parse_task, task_name
+from om2p_lite.runtime.budget import get_budget
 
 DATA_DIR_ENV = "OM2P_DATA_DIR"
 REPO_DATA = Path(__file__).resolve().parents[2] / "data"
@@ -183,8 +185,6 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
 
 def describe_behaviour(task: str, quality: str) -> str:
     """One line on which policy made the data (copied into the metadata and provenance)."""
-    from om2p_lite.data.behaviour import SCRIPTED_PRESETS
-
     task = parse_task(task)[0]  # spreadN behaves as Spread
     if quality == "random":
         return "uniform random actions in [-1, 1]"
@@ -217,8 +217,6 @@ def get_dataset(task: str, quality: str, seed: int = 0, budget: str | None = Non
                 reward_variant: str = "mpe2", progress: bool = False,
                 n_workers: int = 1) -> OfflineDataset:
     """Load the cached dataset, or make and cache it on first use (never downloads)."""
-    from om2p_lite.runtime.budget import get_budget
-
     budget = budget or get_budget().name
     path = dataset_path(task, quality, seed, budget, reward_variant)
     if path.exists():

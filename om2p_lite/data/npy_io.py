@@ -14,8 +14,10 @@ from typing import Any
 import numpy as np
 
 from om2p_lite.data.behaviour import QUALITIES
-from om2p_lite.data.dataset import FORMAT_VERSION, OfflineDataset, unwritable
+from om2p_lite.data.dataset import OfflineDataset, unwritable
 from om2p_lite.data.errors import DatasetError
+from om2p_lite.data.format import FORMAT_VERSION
+from om2p_lite.envs import SPREAD_RANGE, get_spec, parse_task, task_name
 
 KINDS = ("obs", "acs", "rews", "next_obs", "dones")
 IMPORTED = "imported"  # quality label of a data set whose behaviour policy is unknown
@@ -93,8 +95,6 @@ def check_import_labels(task: str, quality: str, reward_variant: str | None,
     Spread's reward function is not in the files and changes every return, so it must be
     named (``mpe2``, or ``omar`` for OMAR's reshaped reward); the others have a default.
     """
-    from om2p_lite.envs import parse_task
-
     base = parse_task(task)[0]
     if quality not in IMPORT_QUALITIES:
         raise ValueError(f"quality: unknown label {quality!r}. Fix: use one of "
@@ -120,8 +120,6 @@ def _check_against_task(src: Path, task: str, n_agents: int, obs_dims: list[int]
                         act_dims: list[int], reward_variant: str,
                         action_layout: str = "native") -> tuple[str, Any]:
     """The task name for ``n_agents`` agents and its spec, checked against the file shapes."""
-    from om2p_lite.envs import SPREAD_RANGE, get_spec, parse_task, task_name
-
     base, n_named = parse_task(task)
     if base == "spread" and n_named is None:
         lo, hi = SPREAD_RANGE

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from om2p_lite.data.dataset import FORMAT_VERSION, OfflineDataset, to_npz_dict
+from om2p_lite.data.dataset import OfflineDataset, to_npz_dict
+from om2p_lite.data.format import FORMAT_VERSION
 
 
 def toy_dataset(n_eps: int = 4, T: int = 5, obs_dims: tuple[int, ...] = (4, 4, 3),

@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from om2p_lite.data.dataset import (
+from om2p_lite.data.errors import DatasetError
+from om2p_lite.data.format import (
     ARRAY_FIELDS,
     FLOAT_FIELDS,
     FORMAT_VERSION,
     REQUIRED_META,
     checksum_arrays,
 )
-from om2p_lite.data.errors import DatasetError
 
 REGENERATE = "regenerate it with `python -m om2p_lite data make --task T --quality Q --seed S`"
 NDIM = {"obs": 3, "actions": 3, "rewards": 2, "next_obs": 3, "terminals": 1, "timeouts": 1,

@@ -2,106 +2,27 @@
 
 Not the simulators themselves (`mpe2`, `gymnasium_robotics`); those are imported on first use.
 
-Task names: the four standard tasks of ``TASKS``, plus ``spreadN`` for Spread with N agents
-and N landmarks (``spread4`` is the size the public OM2P code uses; plain ``spread`` has 3).
+The task names and ``make_env`` live in ``registry`` and are re-exported here, with the
+vector of environments (``vector``) and the scorer of a policy (``rollout``).
 """
 
 from __future__ import annotations
 
-import re
-
 from om2p_lite.envs.base import EnvSpec, MultiAgentEnv, team_score
+from om2p_lite.envs.registry import (
+    MPE_TASKS,
+    SPREAD_AGENTS,
+    SPREAD_RANGE,
+    TASKS,
+    check_task,
+    get_spec,
+    make_env,
+    parse_task,
+    task_name,
+)
 from om2p_lite.envs.rollout import rollout_returns
 from om2p_lite.envs.vector import VecEnv
 
-TASKS = ("spread", "tag", "world", "halfcheetah")
-MPE_TASKS = ("spread", "tag", "world")
-SPREAD_AGENTS = 3  # agents (and landmarks) of the standard Spread task
-SPREAD_RANGE = (2, 6)  # N allowed in ``spreadN`` (the scripted expert matches all N! pairs)
-_SPREAD_N = re.compile(r"spread(\d+)")
-
-
-def _task_help() -> str:
-    lo, hi = SPREAD_RANGE
-    return (f"Fix: choose one of {TASKS}, or spreadN for Spread with N = {lo}..{hi} agents "
-            f"(e.g. spread4, the size of the public OM2P code)")
-
-
-def parse_task(task: str) -> tuple[str, int | None]:
-    """Split a task name into (scenario, agent count): 'spread4' → ('spread', 4).
-
-    The standard tasks give (task, None): their agent count is fixed. Raises a
-    ``ValueError`` that names the valid names for anything else.
-    """
-    if not isinstance(task, str):
-        raise ValueError(f"task must be a name (text), got {task!r}. {_task_help()}")
-    if task in TASKS:
-        return task, None
-    m = _SPREAD_N.fullmatch(task)
-    if m:
-        n = int(m.group(1))
-        if n == SPREAD_AGENTS:
-            raise ValueError(f"task {task!r}: Spread with {n} agents is the standard task. "
-                             f"Fix: use 'spread'")
-        lo, hi = SPREAD_RANGE
-        if lo <= n <= hi:
-            return "spread", n
-        raise ValueError(f"task {task!r}: Spread supports {lo}..{hi} agents, got {n}. "
-                         f"{_task_help()}")
-    raise ValueError(f"unknown task {task!r}. {_task_help()}")
-
-
-def task_name(scenario: str, n_agents: int | None = None) -> str:
-    """The task name of ``scenario`` with ``n_agents`` agents (Spread only): ('spread', 4) →
-    'spread4'; the standard count (or None) gives the plain name."""
-    base, fixed = parse_task(scenario)
-    if fixed is not None:
-        raise ValueError(f"task_name takes a scenario such as 'spread', got {scenario!r}. "
-                         f"Fix: pass the scenario and the agent count apart")
-    if n_agents is None or (base == "spread" and n_agents == SPREAD_AGENTS):
-        return base
-    if base != "spread":
-        raise ValueError(f"n_agents: only Spread takes an agent count, got n_agents="
-                         f"{n_agents} for {base!r}. Fix: leave n_agents unset for {base}")
-    name = f"spread{n_agents}"
-    parse_task(name)  # range check, with the same message
-    return name
-
-
-def check_task(task: str) -> str:
-    """Return ``task`` if it names a task (see ``parse_task``), else raise ``ValueError``."""
-    parse_task(task)
-    return task
-
-
-def make_env(task: str, reward_variant: str = "mpe2",
-             n_agents: int | None = None) -> MultiAgentEnv:
-    """Build one environment of ``task`` (actions in [-1, 1], per-agent rewards).
-
-    ``n_agents`` sets Spread's agent count (the same as the task name ``spreadN``).
-    """
-    base, n = parse_task(task)
-    if n_agents is not None:
-        wanted = parse_task(task_name(base, n_agents))[1]  # None: the standard count
-        if task != base and n != wanted:
-            raise ValueError(f"task {task!r} has {n} agents but n_agents={n_agents} was asked. "
-                             f"Fix: give the agent count once, by name (spreadN) or n_agents")
-        n = wanted
-    if base in MPE_TASKS:
-        from om2p_lite.envs.mpe import MPEEnv
-
-        return MPEEnv(base, reward_variant, n_agents=n)
-    from om2p_lite.envs.mamujoco import HalfCheetahEnv
-
-    return HalfCheetahEnv()
-
-
-def get_spec(task: str, reward_variant: str = "mpe2") -> EnvSpec:
-    """The task's spec (builds and closes one environment)."""
-    env = make_env(task, reward_variant)
-    env.close()
-    return env.spec
-
-
 __all__ = ["TASKS", "MPE_TASKS", "EnvSpec", "MultiAgentEnv", "VecEnv", "make_env", "get_spec",
-           "team_score", "rollout_returns", "parse_task", "task_name", "check_task"]
+           "team_score", "rollout_returns", "parse_task", "task_name", "check_task",
+           "SPREAD_AGENTS", "SPREAD_RANGE"]

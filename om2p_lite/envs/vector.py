@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from om2p_lite.envs.base import EnvSpec
+from om2p_lite.envs.registry import make_env
 
 StepBatch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -24,8 +25,6 @@ class _Group:
     """A list of environments stepped in order, resetting each one when its episode ends."""
 
     def __init__(self, task: str, reward_variant: str, seeds: list[int]) -> None:
-        from om2p_lite.envs import make_env
-
         self.envs = [make_env(task, reward_variant) for _ in seeds]
         self.seeds = seeds
 
@@ -75,8 +74,6 @@ class VecEnv:
 
     def __init__(self, task: str, n_envs: int, seed: int = 0, reward_variant: str = "mpe2",
                  n_workers: int = 1, seeds: list[int] | None = None) -> None:
-        from om2p_lite.envs import make_env
-
         if n_envs < 1 or n_workers < 1:
             raise ValueError(f"n_envs and n_workers must be >= 1, got {n_envs}, {n_workers}")
         if seeds is not None and len(seeds) != n_envs:

@@ -19,7 +19,7 @@ import math
 import torch
 
 from om2p_lite.flows.meanflow import VelocityFn
-from om2p_lite.flows.stacked import batch_mean
+from om2p_lite.flows.ops import batch_mean
 
 SCHEDULES = ("vp", "cosine")
 

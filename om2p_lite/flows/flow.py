@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from om2p_lite.flows.ops import batch_mean
+
 
 def interpolate(eps: torch.Tensor, a: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     """x_r = (1 - r) ε + r a   (eq-path)."""
@@ -33,8 +35,6 @@ def flow_matching_loss(net: nn.Module, o: torch.Tensor, a: torch.Tensor, r: torc
     u = net(o, x_r, r, r)
     sq_err = ((u - v) ** 2).sum(-1)  # (B,) or (B, A)
     if reduce == "agents":
-        from om2p_lite.flows.stacked import batch_mean  # a mean whose bits do not depend on A
-
         return batch_mean(sq_err)  # (A,)   (eq-fm-loss)
     if reduce != "mean":
         raise ValueError(f"unknown reduction {reduce!r}: use 'mean' or 'agents'")

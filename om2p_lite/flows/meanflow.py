@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from om2p_lite.flows.flow import conditional_velocity, interpolate
+from om2p_lite.flows.ops import batch_mean
 
 ESTIMATORS = ("jvp", "fd", "zero", "jacobian")
 VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -124,8 +125,6 @@ def meanflow_loss(net: nn.Module | VelocityFn, o: torch.Tensor, a: torch.Tensor,
     elif action_reduce != "sum":
         raise ValueError(f"unknown action reduction {action_reduce!r}: use 'sum' or 'mean'")
     if reduce == "agents":
-        from om2p_lite.flows.stacked import batch_mean  # a mean whose bits do not depend on A
-
         loss = batch_mean(adaptive_weight(sq_err, p, c) * sq_err)  # (A,)   (eq-mf-loss)
         if not logs:
             return loss, {}

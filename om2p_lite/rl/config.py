@@ -20,9 +20,12 @@ from om2p_lite.data.behaviour import QUALITIES
 from om2p_lite.data.npy_io import IMPORTED
 from om2p_lite.envs import check_task
 from om2p_lite.flows.meanflow import ESTIMATORS
-from om2p_lite.flows.timesteps import PAIRINGS
+from om2p_lite.flows.timesteps import PAIRINGS, make_time_sampler
+from om2p_lite.runtime.budget import get_budget
 
 COMPUTE_DTYPE = torch.float32  # the dtype agents train in (Δr is checked against it)
+# the algorithms' names, one agent class each (rl.agents.AGENTS checks it holds these)
+ALGORITHMS = ("om2p", "om2p-official", "bc", "td3bc", "cql", "omar", "flowq", "diffusionq")
 
 
 class PrecisionWarning(UserWarning):
@@ -124,9 +127,6 @@ class TrainConfig:
         Also warns (``PrecisionWarning``, not an error: chapter 6 sweeps such values) when
         Δr is below float32's resolution for most r in [0, 1].
         """
-        from om2p_lite.flows.timesteps import make_time_sampler
-        from om2p_lite.rl.agents import ALGORITHMS
-
         def bad(field: str, problem: str, fix: str) -> ValueError:
             return ValueError(f"config field '{field}': {problem}. Fix: {fix}")
 
@@ -315,7 +315,5 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def budget_config(budget: str | None = None, **overrides: Any) -> TrainConfig:
     """The preset of ``budget`` (default ``$OM2P_BUDGET``, else book) with ``overrides``."""
-    from om2p_lite.runtime.budget import get_budget
-
     name = get_budget(budget).name
     return TrainConfig.from_dict(PRESETS[name] | overrides).validate()

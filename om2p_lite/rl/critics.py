@@ -10,7 +10,8 @@ import copy
 import torch
 from torch import nn
 
-from om2p_lite.flows.stacked import StackedMLP, batch_mean, swap_axes
+from om2p_lite.flows.ops import batch_mean, swap_axes
+from om2p_lite.flows.stacked import StackedMLP
 
 
 class StackedCritic(nn.Module):

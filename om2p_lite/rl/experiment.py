@@ -35,7 +35,9 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from om2p_lite.data.generate import versions
 from om2p_lite.rl.config import FIELD_READERS, TrainConfig
+from om2p_lite.rl.population import population_key, train_population
 from om2p_lite.rl.rundir import (
     STATUS_NAME,
     NonFiniteError,
@@ -43,6 +45,12 @@ from om2p_lite.rl.rundir import (
     atomic_write_json,
     run_folder_lock,
     write_status,
+)
+from om2p_lite.runtime.record import (
+    portable_command,
+    portable_config,
+    portable_text,
+    provenance,
 )
 
 RESULT = "result.json"
@@ -389,9 +397,6 @@ def record(summary: dict[str, Any], command: str | None = None,
            variant: str | None = None) -> dict[str, Any]:
     """The JSON-able result of a finished run, with everything needed to reproduce it
     (paths repository-relative)."""
-    from om2p_lite.data.generate import versions
-    from om2p_lite.runtime.record import portable_command, portable_config, provenance
-
     cfg = portable_config(summary["config"])
     final = summary["final"] or {}
     prov = provenance(seed=cfg["seed"], command=command)
@@ -422,8 +427,6 @@ def finish_run(summary: dict[str, Any], command: str | None = None,
 
 
 def _error_text(err: BaseException) -> str:
-    from om2p_lite.runtime.record import portable_text
-
     text = describe_os_error(err) if isinstance(err, OSError) else str(err)
     known = isinstance(err, (ValueError, OSError, RuntimeError))
     return portable_text(text if known else f"{type(err).__name__}: {text}")
@@ -445,8 +448,6 @@ def _mark_failed(out_dir: str, error: str) -> None:
 
 def _train_group(cfgs: list[TrainConfig]) -> list[dict[str, Any]]:
     """Train runs of equal ``population_key`` as one population; one summary per run."""
-    from om2p_lite.rl.population import train_population
-
     return train_population(cfgs)
 
 
@@ -538,13 +539,6 @@ def _failure(run: Run, err: BaseException) -> dict[str, Any]:
         return _outcome(run, "busy", error=text)
     _mark_failed(run.out_dir, text)
     return _outcome(run, "failed", error=text)
-
-
-def population_key(cfg: TrainConfig) -> tuple:
-    """Runs with equal keys can train as one population (``rl.population``)."""
-    from om2p_lite.rl.population import population_key as key
-
-    return key(cfg)
 
 
 def plan_populations(runs: Iterable[Run], max_members: int = 16) -> list[list[Run]]:

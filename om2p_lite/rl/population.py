@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from om2p_lite.rl.agents import AGENTS, Agent, AgentDims, make_agent
+from om2p_lite.data.run_data import check_dataset, load_data
+from om2p_lite.rl.agents import AGENTS, Agent, AgentDims, dims_of, make_agent
 from om2p_lite.rl.config import TrainConfig
 from om2p_lite.rl.convergence import CriticProbe
 from om2p_lite.rl.rundir import (
     NonFiniteError,
+    RunLog,
     atomic_write_json,
     clear_status,
     load_checkpoint,
@@ -36,9 +38,10 @@ from om2p_lite.rl.rundir import (
     save_checkpoint,
     write_status,
 )
-from om2p_lite.rl.train import RunLog, check_dataset, dims_of, load_data
 from om2p_lite.runtime.cores import IdleCores
+from om2p_lite.runtime.device import pick_device
 from om2p_lite.runtime.record import portable_config
+from om2p_lite.runtime.seeding import seed_everything
 
 # Settings each member of a population may have of its own (everything else is shared).
 PER_MEMBER_FIELDS: tuple[str, ...] = ("seed", "eta", "dr", "xi", "ratio", "estimator",
@@ -165,8 +168,6 @@ def build_population(cfgs: list[TrainConfig], dims: AgentDims, device: torch.dev
     their states). A population of one is its own agent. With ``compile`` set, the stacked
     networks are compiled (``Agent.compile_networks``).
     """
-    from om2p_lite.runtime.seeding import seed_everything
-
     cfg, P, A = cfgs[0], len(cfgs), dims.n_agents
     states = states or [None] * P
     if P > 1 and not AGENTS[cfg.algo].member_streams:
@@ -423,8 +424,6 @@ def train_population(cfgs: list[TrainConfig], dataset: Any = None,
     checkpoint; members whose checkpoints stand at different steps train as successive
     populations, each from its own step.
     """
-    from om2p_lite.runtime.device import pick_device
-
     if not cfgs:
         raise ValueError("train_population needs at least one config")
     cfgs = [c.validate() for c in cfgs]

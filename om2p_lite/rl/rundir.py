@@ -1,4 +1,5 @@
-"""A run folder's files, written safely: one owner at a time, atomic writes, safe checkpoints.
+"""A run folder's files, written safely: one owner at a time, atomic writes, safe checkpoints,
+and the run's log (``RunLog``: ``log.jsonl`` and ``metrics.csv``).
 
 Not the training loop (``population``): these are the file rules every run folder follows.
 A checkpoint holds tensors and plain Python types only and is read with
@@ -218,3 +219,51 @@ def write_status(folder: str | Path, status: str, **fields: Any) -> Path:
 def clear_status(folder: str | Path) -> None:
     """Remove a previous attempt's ``status.json``."""
     (Path(folder) / STATUS_NAME).unlink(missing_ok=True)
+
+
+class RunLog:
+    """Rows as JSONL (one write per row) plus ``metrics.csv`` (rewritten atomically).
+
+    In memory only when there is no folder. The folder's owner (``run_folder_lock``)
+    is the only writer; on resume the rows after the checkpoint's step are dropped
+    (atomically), so the log of a resumed run equals that of a run that never stopped.
+    """
+
+    def __init__(self, out_dir: Path | None, resume_step: int | None = None):
+        self.rows: list[dict[str, Any]] = []
+        self.path = out_dir / "log.jsonl" if out_dir else None
+        if self.path and resume_step is not None and self.path.exists():
+            kept = []
+            for line in self.path.read_text().splitlines():
+                try:
+                    kept.append(json.loads(line))
+                except ValueError:  # a line cut off by a kill: the checkpoint predates it
+                    break
+            self.rows = [r for r in kept if r["step"] <= resume_step]
+            atomic_write_text(self.path, "".join(_line(r) for r in self.rows))
+        elif self.path and self.path.exists():
+            self.path.unlink()
+
+    def add(self, row: dict[str, Any]) -> None:
+        """Append a row (and write it through in one write call)."""
+        self.rows.append(row)
+        if self.path:
+            with open(self.path, "a") as fh:
+                fh.write(_line(row))
+
+    def write_csv(self) -> None:
+        """metrics.csv: one line per row, union of scalar columns, written atomically.
+
+        List values (an evaluation's per-episode ``returns``) stay in ``log.jsonl`` only.
+        """
+        if self.path and self.rows:
+            import pandas as pd
+
+            scalars = [{k: v for k, v in r.items() if not isinstance(v, list)}
+                       for r in self.rows]
+            atomic_write_text(self.path.with_name("metrics.csv"),
+                              pd.DataFrame(scalars).to_csv(index=False))
+
+
+def _line(row: dict[str, Any]) -> str:
+    return json.dumps(row) + "\n"

@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from om2p_lite import __version__
+
 MODULE_COMMAND = "python -m om2p_lite"
 
 
@@ -154,7 +156,6 @@ def provenance(seed: int | None = None, device: Any = None, budget: Any = None,
     """
     import torch
 
-    from om2p_lite import __version__
     from om2p_lite.runtime.device import describe_device
 
     return {

@@ -6,9 +6,13 @@ Not the training loop (``train``): ``make_agent`` only builds an agent from a co
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from om2p_lite.rl.agents.base import ActorCriticAgent, Agent, AgentDims, GenerativeQAgent
+from om2p_lite.rl.agents.base import (
+    ActorCriticAgent,
+    Agent,
+    AgentDims,
+    GenerativeQAgent,
+    dims_of,
+)
 from om2p_lite.rl.agents.bc import BCAgent
 from om2p_lite.rl.agents.cql import CQLAgent
 from om2p_lite.rl.agents.diffusionq import DiffusionQAgent
@@ -17,14 +21,14 @@ from om2p_lite.rl.agents.om2p import OM2PAgent
 from om2p_lite.rl.agents.om2p_official import OM2POfficialAgent
 from om2p_lite.rl.agents.omar import OMARAgent
 from om2p_lite.rl.agents.td3bc import TD3BCAgent
-
-if TYPE_CHECKING:
-    from om2p_lite.rl.config import TrainConfig
+from om2p_lite.rl.config import ALGORITHMS, TrainConfig
 
 AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (
     OM2PAgent, OM2POfficialAgent, BCAgent, TD3BCAgent, CQLAgent, OMARAgent, FlowQAgent,
     DiffusionQAgent)}
-ALGORITHMS = tuple(AGENTS)
+if tuple(AGENTS) != ALGORITHMS:  # config names the algorithms without importing agents
+    raise ImportError(f"rl.config.ALGORITHMS {ALGORITHMS} != the agents {tuple(AGENTS)}. "
+                      f"Fix: list every agent's name in rl.config.ALGORITHMS, in this order")
 
 
 def make_agent(algo: str, dims: AgentDims, cfg: TrainConfig) -> Agent:
@@ -35,4 +39,4 @@ def make_agent(algo: str, dims: AgentDims, cfg: TrainConfig) -> Agent:
 
 
 __all__ = ["AGENTS", "ALGORITHMS", "Agent", "AgentDims", "ActorCriticAgent",
-           "GenerativeQAgent", "make_agent"]
+           "GenerativeQAgent", "dims_of", "make_agent"]

@@ -14,8 +14,16 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from om2p_lite.flows.stacked import batch_mean
-from om2p_lite.rl.critics import StackedCritic, critic_loss, make_target, polyak_update, td_target
+from om2p_lite.flows.ops import batch_mean
+from om2p_lite.flows.stacked import StackedMLP, StackedVelocityNet
+from om2p_lite.rl.critics import (
+    StackedCritic,
+    critic_loss,
+    make_target,
+    normalised_q_loss,
+    polyak_update,
+    td_target,
+)
 
 if TYPE_CHECKING:
     from om2p_lite.rl.config import TrainConfig
@@ -65,6 +73,14 @@ class AgentDims:
         for i, d in enumerate(self.act_dims):
             mask[i, :d] = 1.0
         return mask
+
+
+def dims_of(ds: Any) -> AgentDims:
+    """Per-agent shapes from a dataset's arrays (and its ``act_dims`` metadata if present)."""
+    _, n_agents, obs_dim = ds.obs.shape
+    act_dim = ds.actions.shape[2]
+    act_dims = tuple((getattr(ds, "metadata", {}) or {}).get("act_dims", [act_dim] * n_agents))
+    return AgentDims(int(n_agents), int(obs_dim), int(act_dim), act_dims)
 
 
 class Agent(nn.Module):
@@ -122,8 +138,6 @@ class Agent(nn.Module):
         Fuses the element-wise work around the matrix products (bias, GELU, LayerNorm) in
         the forward and backward passes; the first steps pay the compilation.
         """
-        from om2p_lite.flows.stacked import StackedMLP
-
         for module in self.modules():
             if isinstance(module, StackedMLP) and "forward_members" not in vars(module):
                 module.forward_members = torch.compile(module.forward_members, dynamic=False)
@@ -309,8 +323,6 @@ class GenerativeQAgent(ActorCriticAgent):
 
     def __init__(self, dims: AgentDims, cfg: Any):
         super().__init__(dims, cfg)
-        from om2p_lite.flows.stacked import StackedVelocityNet
-
         self.actor = StackedVelocityNet(dims.n_agents, dims.obs_dim, dims.act_dim, cfg.hidden,
                                         cfg.depth)
         self.adam("actor", self.actor)
@@ -334,8 +346,6 @@ class GenerativeQAgent(ActorCriticAgent):
         The policy noise for L_Q is drawn even then, so a run's random stream is the same
         whatever its η (and a member's whatever its population).
         """
-        from om2p_lite.rl.critics import normalised_q_loss
-
         obs = batch["obs"]
         loss, logs = self.generative_loss(obs, batch["actions"])
         eps = self.noise(obs)
@@ -367,8 +377,6 @@ class DeterministicActorAgent(ActorCriticAgent):
 
     def __init__(self, dims: AgentDims, cfg: TrainConfig):
         super().__init__(dims, cfg)
-        from om2p_lite.flows.stacked import StackedMLP
-
         self.actor = StackedMLP(dims.n_agents, dims.obs_dim, dims.act_dim, cfg.hidden,
                                 cfg.depth)
         self.actor_target = make_target(self.actor)

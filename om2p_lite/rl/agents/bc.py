@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from om2p_lite.flows.stacked import StackedMLP, batch_mean
+from om2p_lite.flows.ops import batch_mean
+from om2p_lite.flows.stacked import StackedMLP
 from om2p_lite.rl.agents.base import Agent, AgentDims, Batch, Logs
 
 

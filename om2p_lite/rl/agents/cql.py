@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from om2p_lite.flows.stacked import batch_mean
+from om2p_lite.flows.ops import batch_mean
 from om2p_lite.rl.agents.base import Batch, DeterministicActorAgent, Logs, frozen
 
 

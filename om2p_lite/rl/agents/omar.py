@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from om2p_lite.flows.stacked import batch_mean
+from om2p_lite.flows.ops import batch_mean
 from om2p_lite.rl.agents.base import Batch, Logs, frozen
 from om2p_lite.rl.agents.cql import CQLAgent
 from om2p_lite.rl.agents.td3bc import action_mse

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from om2p_lite.flows.stacked import batch_mean
+from om2p_lite.flows.ops import batch_mean
 from om2p_lite.rl.agents.base import Batch, DeterministicActorAgent, Logs, frozen
 from om2p_lite.rl.critics import normalised_q_loss
 

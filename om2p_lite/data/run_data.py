@@ -1,0 +1,39 @@
+"""The dataset a training config names: its file, or the generated and cached one.
+
+Not the generator (``generate``) nor the checks of a file (``validate``): this picks the
+data set from a ``TrainConfig``'s fields and checks it holds the config's task and quality.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from om2p_lite.data.dataset import OfflineDataset, load_dataset
+from om2p_lite.data.generate import get_dataset
+
+if TYPE_CHECKING:
+    from om2p_lite.rl.config import TrainConfig
+
+
+def load_data(cfg: TrainConfig) -> OfflineDataset:
+    """The run's dataset, checked to belong to ``cfg.task`` (and ``cfg.quality`` if recorded)."""
+    if cfg.dataset:
+        ds = load_dataset(cfg.dataset)
+    else:
+        ds = get_dataset(cfg.task, cfg.quality, cfg.data_seed, cfg.data_budget,
+                         reward_variant=cfg.reward_variant)
+    check_dataset(ds, cfg)
+    return ds
+
+
+def check_dataset(ds: Any, cfg: TrainConfig) -> None:
+    """Raise if ``ds`` was made for another task or quality than the config names."""
+    meta = getattr(ds, "metadata", {}) or {}
+    where = cfg.dataset or "the dataset"
+    if meta.get("task", cfg.task) != cfg.task:
+        raise ValueError(f"{where} holds task {meta['task']!r} but the config trains "
+                         f"task {cfg.task!r}. Fix: set task = {meta['task']!r} or pass a "
+                         f"{cfg.task!r} dataset")
+    if meta.get("quality", cfg.quality) != cfg.quality:
+        raise ValueError(f"{where} holds quality {meta['quality']!r} but the config says "
+                         f"{cfg.quality!r}. Fix: set quality = {meta['quality']!r}")
