@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import itertools
-import json
 import os
 import re
 import time
@@ -35,16 +35,21 @@ from typing import Any
 
 from om2p_lite.rl.config import FIELD_READERS, TrainConfig
 from om2p_lite.rl.rundir import (
+    CHECKPOINT_NAME,
+    RESULT_NAME,
     STATUS_NAME,
     NonFiniteError,
+    RunFileError,
     RunFolderBusy,
     atomic_write_json,
+    check_run_folder,
+    read_run_file,
     run_folder_lock,
     write_status,
 )
 
-RESULT = "result.json"
-CHECKPOINT = "checkpoint.pt"
+RESULT = RESULT_NAME
+CHECKPOINT = CHECKPOINT_NAME
 CLAIM = ".claim"  # the folder of a run's claim lock (``claim_run``)
 DEFAULT_RESULTS_DIR = "data/results/main"
 TOP_LEVEL_KEYS = ("results_dir", "grid", "config", "algo", "variants")
@@ -56,7 +61,6 @@ VARIANT_NAME = re.compile(r"[A-Za-z0-9._=-]+")
 # (the dataset is recorded by its checksum in the result; its path may differ per machine)
 FREE_FIELDS = frozenset({"stop_at", "progress", "threads", "checkpoint_every", "device",
                          "out_dir", "compile", "dataset"})
-RESULT_KEYS = ("task", "quality", "algo", "seed", "return", "config", "provenance")
 
 
 class ExperimentFailed(RuntimeError):
@@ -282,25 +286,19 @@ def describe_os_error(err: OSError) -> str:
     }
     fix = next((f for kind, f in fixes.items() if isinstance(err, kind)),
                "check the path, the free disk space and the permissions")
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = ("free space on that disk (or raise the quota), then rerun the same command: "
+               "a run resumes from its last checkpoint")
     return f"{path}: {err.strerror or err}. Fix: {fix}"
 
 
-def _strict_constant(name: str) -> float:
-    raise ValueError(f"non-finite number {name}")
-
-
 def read_result(out_dir: str | Path) -> dict[str, Any] | None:
-    """A run folder's ``result.json`` if present and valid (finite JSON with the result keys),
-    else None."""
+    """A run folder's ``result.json`` (checked by ``rundir.read_run_file``), None if it has
+    none; a damaged one raises ``rundir.RunFileError`` rather than being run over."""
     path = Path(out_dir) / RESULT
-    try:
-        res = json.loads(path.read_text(), parse_constant=_strict_constant)
-    except (OSError, UnicodeDecodeError, ValueError):
+    if not path.is_file():
         return None
-    if not isinstance(res, dict) or any(k not in res for k in RESULT_KEYS) or \
-            not isinstance(res["config"], dict):
-        return None
-    return res
+    return read_run_file(path)
 
 
 def stale_fields(result: dict[str, Any], cfg: TrainConfig) -> list[str]:
@@ -383,10 +381,8 @@ def _mark_failed(out_dir: str, error: str) -> None:
     """Leave ``status.json`` = failed in the run folder (unless the trainer already did)."""
     path = Path(out_dir) / STATUS_NAME
     try:
-        if path.exists():
-            status = json.loads(path.read_text())
-            if isinstance(status, dict) and status.get("status") == "failed":
-                return
+        if path.is_file() and read_run_file(path)["status"] == "failed":
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         write_status(path.parent, "failed", step=None, error=error)
     except (OSError, ValueError):
@@ -406,10 +402,12 @@ def claim_run(out_dir: str | Path) -> Iterator[None]:
     written (the trainer owns the folder only while it trains). A second claimant gets
     ``rundir.RunFolderBusy``; a claim left by a killed process is taken over."""
     claim = Path(out_dir) / CLAIM
-    with run_folder_lock(claim):
-        yield
-    with contextlib.suppress(OSError):
-        claim.rmdir()  # empty once the lock is released, unless another claimant came
+    try:
+        with run_folder_lock(claim):
+            yield
+    finally:
+        with contextlib.suppress(OSError):
+            claim.rmdir()  # empty once the lock is released, unless another claimant came
 
 
 def train_members(runs: list[Run], command: str | None = None,
@@ -486,7 +484,8 @@ def _failure(run: Run, err: BaseException) -> dict[str, Any]:
     text = _error_text(err)
     if isinstance(err, RunFolderBusy):
         return _outcome(run, "busy", error=text)
-    _mark_failed(run.out_dir, text)
+    if not isinstance(err, RunFileError):  # a damaged file: its folder is left as it is
+        _mark_failed(run.out_dir, text)
     return _outcome(run, "failed", error=text)
 
 
@@ -630,10 +629,14 @@ def plan_experiment(path_or_doc: str | Path | dict[str, Any], *,
     for run in runs:
         try:
             res = finished_result(run)
+        except RunFileError:
+            raise  # damaged: refused before anything runs (the folder stays as it is)
         except ValueError as err:
             failures[run.out_dir] = str(err)
             continue
         if res is None:
+            if Path(run.out_dir).is_dir():
+                check_run_folder(run.out_dir)  # a resume meets no damaged file mid-grid
             todo.append(run)
         else:
             results[run.out_dir] = res

@@ -59,18 +59,13 @@ class RunLog:
     """
 
     def __init__(self, out_dir: Path | None, resume_step: int | None = None):
-        from om2p_lite.rl.rundir import atomic_write_text
+        from om2p_lite.rl.rundir import LOG_NAME, atomic_write_text, read_run_file
 
         self.rows: list[dict[str, Any]] = []
-        self.path = out_dir / "log.jsonl" if out_dir else None
+        self.path = out_dir / LOG_NAME if out_dir else None
         if self.path and resume_step is not None and self.path.exists():
-            kept = []
-            for line in self.path.read_text().splitlines():
-                try:
-                    kept.append(json.loads(line))
-                except ValueError:  # a line cut off by a kill: the checkpoint predates it
-                    break
-            self.rows = [r for r in kept if r["step"] <= resume_step]
+            # checked rows; a last line cut off by a kill is dropped (the checkpoint predates it)
+            self.rows = [r for r in read_run_file(self.path) if r["step"] <= resume_step]
             atomic_write_text(self.path, "".join(_line(r) for r in self.rows))
         elif self.path and self.path.exists():
             self.path.unlink()
