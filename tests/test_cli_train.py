@@ -18,15 +18,6 @@ TINY = ["--steps", "3", "--batch-size", "8", "--hidden", "8", "--depth", "1",
         "--eval-max-steps", "5", "--progress", "false", "--threads", "1"]
 
 
-@pytest.fixture(scope="module")
-def dataset_path(tmp_path_factory) -> Path:
-    from om2p_lite.data import save_dataset
-    from om2p_lite.data.generate import make_dataset
-
-    ds = make_dataset("spread", "expert", 0, n_transitions=200)[0]
-    return save_dataset(ds, tmp_path_factory.mktemp("data") / "spread.npz")
-
-
 def experiment(tmp_path: Path, data: Path, extra: str = "", seeds: str = "[0, 1]") -> Path:
     path = tmp_path / "exp.toml"
     path.write_text(f'results_dir = "{tmp_path / "results"}"\n'

@@ -11,18 +11,10 @@ import pytest
 
 from om2p_lite.rl import experiment as ex
 from om2p_lite.rl.config import TrainConfig
+from om2p_lite.rl.rundir import RunFileError
 
 TINY = dict(steps=4, batch_size=8, hidden=8, depth=1, critic_hidden=8, critic_depth=1,
             eval_episodes=2, eval_max_steps=5, log_every=2, progress=False, threads=1)
-
-
-@pytest.fixture(scope="module")
-def dataset_path(tmp_path_factory) -> Path:
-    from om2p_lite.data import save_dataset
-    from om2p_lite.data.generate import make_dataset
-
-    ds = make_dataset("spread", "expert", 0, n_transitions=200)[0]
-    return save_dataset(ds, tmp_path_factory.mktemp("data") / "spread.npz")
 
 
 def doc_of(root: Path, data: Path, algos=("bc",), seeds=(0, 1), **extra) -> dict:
@@ -158,12 +150,18 @@ def test_run_experiment_writes_results_and_skips_finished(tmp_path: Path, datase
     assert again == results and (folder / "result.json").stat().st_mtime_ns == mtime
 
 
-def test_invalid_result_is_rerun_and_other_settings_are_refused(tmp_path: Path, dataset_path,
-                                                                capsys) -> None:
+def test_invalid_result_is_refused_and_other_settings_are_refused(tmp_path: Path,
+                                                                  dataset_path, capsys) -> None:
     doc = doc_of(tmp_path / "res", dataset_path, seeds=(0,))
     ex.run_experiment(doc)
     result = tmp_path / "res/spread/expert/bc/seed0/result.json"
-    result.write_text('{"return": NaN')  # truncated: not a result
+    result.write_text('{"return": NaN')  # damaged: refused, never run over
+    log = (result.parent / "log.jsonl").read_bytes()
+    with pytest.raises(RunFileError, match="result.json: not valid JSON.*Fix: delete it"):
+        ex.run_experiment(doc)
+    assert result.read_text() == '{"return": NaN' and (result.parent / "log.jsonl"
+                                                        ).read_bytes() == log
+    result.unlink()  # the fix: the grid remakes it
     assert ex.plan_experiment(doc).headline() == "1 runs, 0 finished, 1 to do"
     ex.run_experiment(doc)
     assert ex.read_result(result.parent)["return"] is not None
@@ -278,7 +276,7 @@ def test_results_table_marks_dirty_runs_and_splits_variants(tmp_path: Path) -> N
     assert "footnote" not in clean.attrs and DIRTY_MARK not in table_markdown(clean)
 
     (tmp_path / "bc/seed0/result.json").write_text("{")
-    with pytest.raises(ValueError, match="not a valid result.*Fix: delete it"):
+    with pytest.raises(ValueError, match="result.json: not valid JSON.*Fix: delete it"):
         load_results(tmp_path)
     with pytest.raises(ValueError, match="is a file, not a results folder. Fix:"):
         load_results(tmp_path / "bc/seed0/result.json")

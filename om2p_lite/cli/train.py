@@ -136,13 +136,18 @@ def load_run_checkpoint(run: Path) -> dict[str, Any]:
         raise ValueError(f"--run {run}: has no {CHECKPOINT}. Fix: train it with "
                          f"`train --out-dir {run}`, or run `grid --keep-checkpoints` (grid "
                          f"deletes the checkpoints of finished runs by default)")
-    from om2p_lite.rl.rundir import load_checkpoint
+    from om2p_lite.rl.rundir import read_run_file
 
-    return load_checkpoint(path)
+    return read_run_file(path)
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from om2p_lite.rl.experiment import ExperimentFailed, plan_experiment, run_experiment
+    from om2p_lite.rl.experiment import (
+        ExperimentFailed,
+        dask_security,
+        plan_experiment,
+        run_experiment,
+    )
 
     # resume-free settings (they do not change a run's result) that a command line may set
     overrides = {"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {}
@@ -158,9 +163,14 @@ def _grid(args: argparse.Namespace) -> int:
             for run in group:
                 print(f"  {run.out_dir}")
         return 0
+    tls = (args.dask_tls_ca, args.dask_tls_cert, args.dask_tls_key)
+    security = dask_security(args.dask, *tls) if args.dask else None
+    if any(tls) and not args.dask:
+        raise ValueError("--dask-tls-*: given without --dask. Fix: add --dask tls://HOST:PORT "
+                         "(your scheduler's address) or drop them")
     try:
         run_experiment(args.experiment, results_dir=args.results_dir, overrides=overrides,
-                       max_members=args.max_members, dask=args.dask,
+                       max_members=args.max_members, dask=args.dask, dask_security=security,
                        progress=True, max_runs=args.max_runs, tasks=args.task,
                        keep_checkpoints=args.keep_checkpoints, command=_command())
     except ExperimentFailed as err:
@@ -226,7 +236,15 @@ def register(subparsers: Any) -> None:
                    help="steps between checkpoints, so that a stopped grid (a preempted "
                         "node) resumes its runs mid-way (0: the experiment's setting)")
     p.add_argument("--dask", default="", help="run through Dask: 'local:N' (N worker "
-                   "processes on 127.0.0.1) or a scheduler address; default: in this process")
+                   "processes on 127.0.0.1, reachable only with this run's own TLS "
+                   "credentials) or a scheduler address (tls://HOST:PORT with the flags "
+                   "below or Dask's distributed.comm.tls config); default: in this process")
+    p.add_argument("--dask-tls-ca", default=None, metavar="FILE",
+                   help="PEM certificate of the CA that signed your scheduler's certificate")
+    p.add_argument("--dask-tls-cert", default=None, metavar="FILE",
+                   help="PEM certificate of this client, signed by that CA")
+    p.add_argument("--dask-tls-key", default=None, metavar="FILE",
+                   help="PEM private key of that certificate (if not in its file)")
     p.set_defaults(func=_grid)
 
     p = subparsers.add_parser("table", help="print the results table (markdown)")

@@ -1,14 +1,17 @@
 """Field-by-field checks of a dataset file: shapes, dtypes, values, episode structure, checksum.
 
 Not a repair tool: it reads only (never writes or deletes) and raises one ``DatasetError``.
+Shapes, dtypes and sizes are checked from the ``.npy`` headers inside the zip before any
+array is read, so a file whose header lies cannot make it allocate what the header claims.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -31,39 +34,125 @@ ACTION_TOL = 1e-6
 CHUNK = 65_536  # rows per block in the next_obs continuity check
 
 
+class Header(NamedTuple):
+    """What an ``.npy`` member's header declares, read before any of its data."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+MAX_DEFLATE_RATIO = 1100  # deflate cannot shrink data more than ~1032-fold
+
+
+def _read_header(zf: zipfile.ZipFile, info: zipfile.ZipInfo, f: str, archive_size: int
+                 ) -> Header:
+    """A member's declared shape and dtype, checked against the bytes the archive holds, so
+    that no array is allocated from a header that lies (e.g. a 196 TiB shape)."""
+    name = info.filename[:-4]
+    fmt = np.lib.format
+    try:
+        with zf.open(info) as fp:
+            version = fmt.read_magic(fp)
+            if version == (1, 0):
+                shape, fortran, dtype = fmt.read_array_header_1_0(fp)
+            elif version == (2, 0):
+                shape, fortran, dtype = fmt.read_array_header_2_0(fp)
+            else:
+                raise ValueError(f".npy format version {version} (numpy.savez writes 1.0)")
+            header_bytes = fp.tell()
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, SyntaxError) as err:
+        raise DatasetError(f, name, f"has an unreadable array header ({err})", REGENERATE) \
+            from err
+    if dtype.hasobject:
+        raise DatasetError(f, name, f"cannot be read without pickle (dtype {dtype} holds "
+                           f"Python objects)", "store plain numeric/bool arrays, never Python "
+                           "objects")
+    declared = math.prod(shape) * dtype.itemsize
+    if info.file_size != header_bytes + declared:
+        raise DatasetError(f, name, f"its header declares shape {shape} of {dtype} "
+                           f"({declared:,} bytes) but the archive holds "
+                           f"{max(info.file_size - header_bytes, 0):,} bytes for it",
+                           REGENERATE)
+    stored = info.compress_type == zipfile.ZIP_STORED
+    if info.compress_size > archive_size or (
+            info.file_size > info.compress_size * (1 if stored else MAX_DEFLATE_RATIO)):
+        raise DatasetError(f, name, f"declares {info.file_size:,} bytes, more than its "
+                           f"{info.compress_size:,} stored bytes can hold (the file is "
+                           f"{archive_size:,} bytes)", REGENERATE)
+    return Header(tuple(shape), dtype, fortran)
+
+
+def read_headers(path: str | Path) -> dict[str, Header]:
+    """Every member's declared shape and dtype, from the ``.npy`` headers inside the
+    ``.npz`` zip, checked against the archive's sizes; no array data is read."""
+    path = Path(path)
+    f = str(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            headers = {}
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise DatasetError(f, info.filename, "is not a .npy array member",
+                                       f"remove it; allowed fields are {list(ARRAY_FIELDS)} "
+                                       f"+ metadata")
+                headers[info.filename[:-4]] = _read_header(zf, info, f, path.stat().st_size)
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        if isinstance(err, DatasetError):
+            raise
+        raise DatasetError(f, "<file>", f"not a readable .npz archive ({err})", REGENERATE) \
+            from err
+    return headers
+
+
 def read_npz(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Load every array of an ``.npz`` (no pickles) and parse its metadata JSON."""
+    """Load every array of an ``.npz`` (no pickles) and parse its metadata JSON; shapes,
+    dtypes and sizes are checked from the headers before any array is read."""
     path = Path(path)
     f = str(path)
     if not path.is_file():
         raise DatasetError(f, "<file>", "no such file", f"check the path, or {REGENERATE}")
+    headers = read_headers(path)
+    if "metadata" not in headers:
+        raise DatasetError(f, "metadata", "missing", "write the metadata JSON string "
+                           "(use om2p_lite.data.save_dataset)")
+    head = headers.pop("metadata")
+    if head.dtype.kind != "U" or head.shape != ():
+        raise DatasetError(f, "metadata", f"must be a 0-d string, got shape {head.shape} of "
+                           f"{head.dtype}", REGENERATE)
     try:
         npz = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise DatasetError(f, "<file>", f"not a readable .npz archive ({err})", REGENERATE) \
             from err
-    arrays: dict[str, np.ndarray] = {}
     with npz:
-        for name in npz.files:
-            try:
-                arrays[name] = npz[name]
-            except ValueError as err:  # object arrays need pickle, which we refuse
-                raise DatasetError(f, name, f"cannot be read without pickle ({err})",
-                                   "store plain numeric/bool arrays, never Python objects") \
-                    from err
-            except (OSError, zipfile.BadZipFile, EOFError) as err:
-                raise DatasetError(f, name, f"is truncated or corrupt ({err})", REGENERATE) \
-                    from err
-    if "metadata" not in arrays:
-        raise DatasetError(f, "metadata", "missing", "write the metadata JSON string "
-                           "(use om2p_lite.data.save_dataset)")
-    try:
-        meta = json.loads(str(arrays.pop("metadata")))
-    except json.JSONDecodeError as err:
-        raise DatasetError(f, "metadata", f"is not valid JSON ({err})", REGENERATE) from err
-    if not isinstance(meta, dict):
-        raise DatasetError(f, "metadata", "must be a JSON object", REGENERATE)
+        meta_text = str(_member(npz, "metadata", f))
+        try:
+            meta = json.loads(meta_text)
+        except json.JSONDecodeError as err:
+            raise DatasetError(f, "metadata", f"is not valid JSON ({err})", REGENERATE) \
+                from err
+        if not isinstance(meta, dict):
+            raise DatasetError(f, "metadata", "must be a JSON object", REGENERATE)
+        _check_meta(meta, f)
+        _check_shapes(headers, meta, f)  # from the headers: nothing absurd is allocated
+        arrays = {name: _member(npz, name, f) for name in headers}
     return arrays, meta
+
+
+def _member(npz: Any, name: str, f: str) -> np.ndarray:
+    """One array of an open ``.npz``, as a ``DatasetError`` on failure."""
+    try:
+        return npz[name]
+    except ValueError as err:  # object arrays need pickle, which we refuse
+        raise DatasetError(f, name, f"cannot be read without pickle ({err})",
+                           "store plain numeric/bool arrays, never Python objects") from err
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise DatasetError(f, name, f"is truncated or corrupt ({err})", REGENERATE) from err
 
 
 def _check_meta(meta: dict[str, Any], f: str) -> None:
@@ -87,8 +176,10 @@ def _check_meta(meta: dict[str, Any], f: str) -> None:
                                f"agent), got {dims!r}", REGENERATE)
 
 
-def _check_shapes(arrays: dict[str, np.ndarray], meta: dict[str, Any], f: str) -> int:
-    """Presence, dtype, rank, a shared N > 0, agent count and padded widths; return N."""
+def _check_shapes(arrays: dict[str, np.ndarray] | dict[str, Header], meta: dict[str, Any],
+                  f: str) -> int:
+    """Presence, dtype, rank, a shared N > 0, agent count and padded widths (of arrays, or
+    of the headers that declare them); return N."""
     for name in ARRAY_FIELDS:
         if name not in arrays:
             raise DatasetError(f, name, f"missing (expected shape {AXES[name]})", REGENERATE)

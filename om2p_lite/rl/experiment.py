@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
+import errno
 import os
 import re
 import time
@@ -39,10 +39,15 @@ from om2p_lite.data.generate import versions
 from om2p_lite.rl.config import FIELD_READERS, TrainConfig
 from om2p_lite.rl.population import population_key, train_population
 from om2p_lite.rl.rundir import (
+    CHECKPOINT_NAME,
+    RESULT_NAME,
     STATUS_NAME,
     NonFiniteError,
+    RunFileError,
     RunFolderBusy,
     atomic_write_json,
+    check_run_folder,
+    read_run_file,
     run_folder_lock,
     write_status,
 )
@@ -53,8 +58,8 @@ from om2p_lite.runtime.record import (
     provenance,
 )
 
-RESULT = "result.json"
-CHECKPOINT = "checkpoint.pt"
+RESULT = RESULT_NAME
+CHECKPOINT = CHECKPOINT_NAME
 CLAIM = ".claim"  # the folder of a run's claim lock (``claim_run``)
 DEFAULT_RESULTS_DIR = "data/results/main"
 TOP_LEVEL_KEYS = ("results_dir", "grid", "config", "algo", "variants")
@@ -68,7 +73,6 @@ VARIANT_NAME = re.compile(r"[A-Za-z0-9._=-]+")
 # (the dataset is recorded by its checksum in the result; its path may differ per machine)
 FREE_FIELDS = frozenset({"stop_at", "progress", "threads", "checkpoint_every", "device",
                          "out_dir", "compile", "dataset"})
-RESULT_KEYS = ("task", "quality", "algo", "seed", "return", "config", "provenance")
 
 
 class ExperimentFailed(RuntimeError):
@@ -340,25 +344,19 @@ def describe_os_error(err: OSError) -> str:
     }
     fix = next((f for kind, f in fixes.items() if isinstance(err, kind)),
                "check the path, the free disk space and the permissions")
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = ("free space on that disk (or raise the quota), then rerun the same command: "
+               "a run resumes from its last checkpoint")
     return f"{path}: {err.strerror or err}. Fix: {fix}"
 
 
-def _strict_constant(name: str) -> float:
-    raise ValueError(f"non-finite number {name}")
-
-
 def read_result(out_dir: str | Path) -> dict[str, Any] | None:
-    """A run folder's ``result.json`` if present and valid (finite JSON with the result keys),
-    else None."""
+    """A run folder's ``result.json`` (checked by ``rundir.read_run_file``), None if it has
+    none; a damaged one raises ``rundir.RunFileError`` rather than being run over."""
     path = Path(out_dir) / RESULT
-    try:
-        res = json.loads(path.read_text(), parse_constant=_strict_constant)
-    except (OSError, UnicodeDecodeError, ValueError):
+    if not path.is_file():
         return None
-    if not isinstance(res, dict) or any(k not in res for k in RESULT_KEYS) or \
-            not isinstance(res["config"], dict):
-        return None
-    return res
+    return read_run_file(path)
 
 
 def stale_fields(result: dict[str, Any], cfg: TrainConfig) -> list[str]:
@@ -436,10 +434,8 @@ def _mark_failed(out_dir: str, error: str) -> None:
     """Leave ``status.json`` = failed in the run folder (unless the trainer already did)."""
     path = Path(out_dir) / STATUS_NAME
     try:
-        if path.exists():
-            status = json.loads(path.read_text())
-            if isinstance(status, dict) and status.get("status") == "failed":
-                return
+        if path.is_file() and read_run_file(path)["status"] == "failed":
+            return
         path.parent.mkdir(parents=True, exist_ok=True)
         write_status(path.parent, "failed", step=None, error=error)
     except (OSError, ValueError):
@@ -457,10 +453,12 @@ def claim_run(out_dir: str | Path) -> Iterator[None]:
     written (the trainer owns the folder only while it trains). A second claimant gets
     ``rundir.RunFolderBusy``; a claim left by a killed process is taken over."""
     claim = Path(out_dir) / CLAIM
-    with run_folder_lock(claim):
-        yield
-    with contextlib.suppress(OSError):
-        claim.rmdir()  # empty once the lock is released, unless another claimant came
+    try:
+        with run_folder_lock(claim):
+            yield
+    finally:
+        with contextlib.suppress(OSError):
+            claim.rmdir()  # empty once the lock is released, unless another claimant came
 
 
 def train_members(runs: list[Run], command: str | None = None,
@@ -537,7 +535,8 @@ def _failure(run: Run, err: BaseException) -> dict[str, Any]:
     text = _error_text(err)
     if isinstance(err, RunFolderBusy):
         return _outcome(run, "busy", error=text)
-    _mark_failed(run.out_dir, text)
+    if not isinstance(err, RunFileError):  # a damaged file: its folder is left as it is
+        _mark_failed(run.out_dir, text)
     return _outcome(run, "failed", error=text)
 
 
@@ -558,7 +557,8 @@ def plan_populations(runs: Iterable[Run], max_members: int = 16) -> list[list[Ru
 
 
 def check_dask_address(address: str) -> str:
-    """``local:N`` with N >= 1, or a scheduler address (``tcp://host:port``, ``host:port``)."""
+    """``local:N`` with N >= 1, or a scheduler address (``tls://host:port``,
+    ``tcp://host:port``, ``host:port``)."""
     if address.startswith("local:"):
         text = address.split(":", 1)[1]
         if not text.isdigit() or int(text) < 1:
@@ -571,29 +571,118 @@ def check_dask_address(address: str) -> str:
     return address
 
 
-def dask_client(address: str) -> Any:
-    """A Dask client: ``local:N`` starts N single-threaded worker processes on 127.0.0.1
-    (no dashboard); anything else is a running scheduler's address (e.g. a cluster's)."""
-    check_dask_address(address)
+def _import_dask() -> Any:
+    """``dask.distributed``, or a ``ValueError`` with the install line."""
     try:
-        from dask.distributed import Client, LocalCluster
+        import dask.distributed
     except ImportError as err:
         raise ValueError("dask: Dask is not installed. Fix: pip install 'om2p-lite[scale]'"
                          ) from err
-    if address.startswith("local:"):
-        # the scheduler's HTTP server (health, metrics) would bind 8787: a free loopback port
-        # and no dashboard instead
-        cluster = LocalCluster(n_workers=int(address.split(":", 1)[1]), threads_per_worker=1,
-                               processes=True, host="127.0.0.1", dashboard_address=None,
-                               worker_dashboard_address=None,
-                               scheduler_kwargs={"dashboard": False,
-                                                 "dashboard_address": "127.0.0.1:0"})
-        return Client(cluster)
+    return dask.distributed
+
+
+def _stop_http(dask_worker: Any = None, dask_scheduler: Any = None) -> None:
+    """Close a Dask server's HTTP port (health, metrics: no credentials asked there)."""
+    server = dask_worker if dask_worker is not None else dask_scheduler
+    if getattr(server, "http_server", None) is not None:
+        server.http_server.stop()
+
+
+def local_client(n_workers: int, processes: bool = True) -> Any:
+    """A Dask client of a new cluster on 127.0.0.1 that only this client and its workers can
+    use: every connection is mutual TLS with credentials made for it alone
+    (``Security.temporary``, kept in memory), and no HTTP port (no dashboard) stays open.
+
+    ``processes`` = False runs the workers as threads of this process (tests); they still
+    talk to the scheduler over TLS.
+    """
+    distributed = _import_dask()
+    import dask
+    from distributed.security import Security
+
     try:
-        return Client(address, timeout=30)
+        security = Security.temporary()
+    except ImportError as err:
+        raise ValueError("dask local:N: making its TLS credentials needs the cryptography "
+                         "package. Fix: pip install 'om2p-lite[scale]'") from err
+    # Dask always starts an HTTP server (health, metrics): no routes while it starts, then
+    # closed; the workers' processes inherit the config through their nanny
+    no_routes = {"distributed.scheduler.http.routes": [], "distributed.worker.http.routes": []}
+    with dask.config.set(no_routes):
+        cluster = distributed.LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=processes, protocol="tls://",
+            security=security, host="127.0.0.1", dashboard_address=None,
+            worker_dashboard_address=None,
+            scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"})
+    client = None
+    try:
+        client = distributed.Client(cluster)  # takes the cluster's credentials
+        client.run(_stop_http)
+        client.run_on_scheduler(_stop_http)
+    except BaseException:
+        if client is not None:
+            client.close()
+        cluster.close()
+        raise
+    return client
+
+
+def dask_security(address: str, ca: str | None = None, cert: str | None = None,
+                  key: str | None = None) -> Any:
+    """Credentials for a running scheduler at ``tls://HOST:PORT``: the CA's certificate,
+    this client's certificate and (if not inside it) its key, PEM files. None without files:
+    the client then reads Dask's own config (``distributed.comm.tls.*``)."""
+    check_dask_address(address)
+    flags = "--dask-tls-ca/--dask-tls-cert/--dask-tls-key"
+    if not (ca or cert or key):
+        if address.startswith("tls://"):
+            _import_dask()
+            from distributed.security import Security
+
+            if Security().get_connection_args("client").get("ssl_context") is None:
+                raise ValueError(f"dask {address!r}: no TLS credentials. Fix: pass {flags} "
+                                 f"FILEs, or set distributed.comm.tls.ca-file and "
+                                 f"distributed.comm.tls.client.cert/key in Dask's config")
+        return None
+    if address.startswith("local:"):
+        raise ValueError(f"{flags}: local:N makes credentials of its own. Fix: drop them, "
+                         f"or give the tls:// address of your own scheduler")
+    if not address.startswith("tls://"):
+        raise ValueError(f"{flags}: {address!r} is not a tls:// address, so the connection "
+                         f"would not be encrypted. Fix: write it as tls://HOST:PORT")
+    if not (ca and cert):
+        raise ValueError(f"{flags}: TLS needs the CA certificate and this client's "
+                         f"certificate. Fix: pass both --dask-tls-ca FILE and "
+                         f"--dask-tls-cert FILE (and --dask-tls-key FILE unless the "
+                         f"certificate file holds the key)")
+    for flag, path in (("--dask-tls-ca", ca), ("--dask-tls-cert", cert),
+                       ("--dask-tls-key", key)):
+        if path and not Path(path).is_file():
+            raise ValueError(f"{flag} {path}: no such file. Fix: name the PEM file")
+    _import_dask()
+    from distributed.security import Security
+
+    return Security(tls_ca_file=ca, tls_client_cert=cert, tls_client_key=key or None,
+                    require_encryption=True)
+
+
+def dask_client(address: str, security: Any = None) -> Any:
+    """A Dask client: ``local:N`` starts N single-threaded worker processes on 127.0.0.1
+    that only this client can reach (``local_client``); anything else is a running
+    scheduler's address, with ``security`` (``dask_security``) or Dask's own TLS config."""
+    check_dask_address(address)
+    if address.startswith("local:"):
+        return local_client(int(address.split(":", 1)[1]))
+    distributed = _import_dask()
+    if security is None:
+        dask_security(address)  # a tls:// address needs credentials in Dask's config
+    try:
+        return distributed.Client(address, timeout=30, security=security)
     except (OSError, TimeoutError, ValueError) as err:
-        raise ValueError(f"dask {address!r}: no scheduler answers there ({err}). Fix: start "
-                         f"one (dask scheduler) or use local:N") from err
+        text = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"dask {address!r}: no scheduler answers there, or it refused these "
+                         f"credentials ({text}). Fix: start one (dask scheduler), check "
+                         f"the TLS files, or use local:N") from err
 
 
 def _execute(groups: list[list[Run]], client: Any, command: str | None,
@@ -674,10 +763,14 @@ def plan_experiment(path_or_doc: str | Path | dict[str, Any], *,
     for run in runs:
         try:
             res = finished_result(run)
+        except RunFileError:
+            raise  # damaged: refused before anything runs (the folder stays as it is)
         except ValueError as err:
             failures[run.out_dir] = str(err)
             continue
         if res is None:
+            if Path(run.out_dir).is_dir():
+                check_run_folder(run.out_dir)  # a resume meets no damaged file mid-grid
             todo.append(run)
         else:
             results[run.out_dir] = res
@@ -693,12 +786,14 @@ def run_experiment(path_or_doc: str | Path | dict[str, Any], *,
                    overrides: dict[str, Any] | None = None, max_members: int = 16,
                    dask: str = "", progress: bool = False, max_runs: int = 0,
                    keep_checkpoints: bool = False, command: str | None = None,
-                   poll_s: float = 2.0, tasks: Sequence[str] = ()) -> list[dict[str, Any]]:
+                   poll_s: float = 2.0, tasks: Sequence[str] = (),
+                   dask_security: Any = None) -> list[dict[str, Any]]:
     """Run every unfinished run of an experiment as populations; return every run's result.
 
     Finished runs (valid ``result.json``) are skipped; the rest are grouped by
     ``population_key`` (at most ``max_members`` per process) and trained here or, with
-    ``dask`` = ``local:N`` or a scheduler address, one population per Dask task. Runs whose
+    ``dask`` = ``local:N`` or a scheduler address (``dask_security``: its TLS credentials),
+    one population per Dask task. Runs whose
     folder another process holds are taken up again once it lets go. Every error of a run is
     recorded (its folder's ``status.json``) and the others go on; at the end an
     ``ExperimentFailed`` lists the failures. ``max_runs`` > 0 trains only that many.
@@ -719,7 +814,7 @@ def run_experiment(path_or_doc: str | Path | dict[str, Any], *,
     say(plan.headline())
     for out, err in failures.items():
         say(f"{out}: FAILED: {err}")
-    client = dask_client(dask) if dask and todo else None
+    client = dask_client(dask, dask_security) if dask and todo else None
     done = 0
     try:
         while todo:

@@ -29,11 +29,14 @@ from om2p_lite.rl.agents import AGENTS, Agent, AgentDims, dims_of, make_agent
 from om2p_lite.rl.config import TrainConfig
 from om2p_lite.rl.convergence import CriticProbe
 from om2p_lite.rl.rundir import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
     NonFiniteError,
     RunLog,
     atomic_write_json,
+    check_run_folder,
     clear_status,
-    load_checkpoint,
+    damaged,
     run_folder_lock,
     save_checkpoint,
     write_status,
@@ -51,7 +54,6 @@ FREE_FIELDS: tuple[str, ...] = ("progress", "threads", "compile")
 # Settings a resumed run may change (the rest must match its checkpoint's config).
 RESUME_FREE = frozenset({"stop_at", "progress", "threads", "checkpoint_every", "device",
                          "out_dir", "compile"})
-CHECKPOINT_FORMAT = 2
 BATCH_SEED_OFFSET = 1_000_003  # member seed + this seeds its batch indices
 NOISE_SEED_OFFSET = 2_000_003  # member seed + this seeds its noise and time samples
 EVAL_SEED_OFFSET = 10_000  # member seed + this seeds its evaluation
@@ -174,13 +176,13 @@ def build_population(cfgs: list[TrainConfig], dims: AgentDims, device: torch.dev
         raise ValueError(f"algorithm {cfg.algo!r} draws randomness outside Agent.randn/rand, "
                          f"so its runs cannot share a population. Fix: train them one by one")
     singles = []
-    for c in cfgs:  # each member initialised exactly as a run of its own
+    for c, state in zip(cfgs, states, strict=True):  # each initialised as a run of its own
         seed_everything(c.seed)
         singles.append(make_agent(cfg.algo, dims, c).to(device))
+        if state is not None:
+            _load_member(singles[-1], state, c)
     if P == 1:
         agent = singles[0]
-        if states[0] is not None:
-            agent.load_full_state(states[0])
         layout = _Layout.of(agent, agent)
     else:
         stacked_dims = AgentDims(P * A, dims.obs_dim, dims.act_dim, tuple(dims.act_dims) * P)
@@ -192,6 +194,18 @@ def build_population(cfgs: list[TrainConfig], dims: AgentDims, device: torch.dev
     if getattr(cfg, "compile", False):
         agent.compile_networks()
     return agent, singles, layout
+
+
+def _load_member(agent: Agent, state: dict[str, Any], cfg: TrainConfig) -> None:
+    """Load a member's checkpointed state; one that does not fit its agent is a
+    ``CheckpointError`` naming the file."""
+    try:
+        agent.load_full_state(state)
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        where = Path(cfg.out_dir) / CHECKPOINT_NAME if cfg.out_dir else Path(CHECKPOINT_NAME)
+        raise damaged(where, f"its weights do not fit the {cfg.algo} agent its config "
+                             f"describes ({type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''})") from None
 
 
 # --- one member's bookkeeping ------------------------------------------------------------------
@@ -210,15 +224,16 @@ class _Member:
 
     @property
     def ckpt(self) -> Path | None:
-        return self.out / "checkpoint.pt" if self.out else None
+        return self.out / CHECKPOINT_NAME if self.out else None
 
 
 def _read_resume(member: _Member, resume: bool) -> None:
-    """Load the member's checkpoint (if resuming and present) and check its config."""
+    """Load the member's checkpoint (if resuming and present) and check its config; every
+    file of its folder is checked first (``rundir.check_run_folder``), before any write."""
     ckpt = member.ckpt
     if not (resume and ckpt is not None and ckpt.exists()):
         return
-    blob = load_checkpoint(ckpt)
+    blob = check_run_folder(member.out)[CHECKPOINT_NAME]
     saved = blob.get("config", {})
     changed = sorted(k for k, v in asdict(member.cfg).items()
                      if k not in RESUME_FREE and saved.get(k) != v)

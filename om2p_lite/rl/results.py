@@ -5,7 +5,6 @@ Not a runner: ``grid`` (``rl.experiment``) writes the ``result.json`` files this
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ QUALITY_ORDER = ("random", "medium-replay", "medium", "expert")
 def load_results(root: str | Path) -> pd.DataFrame:
     """One row per ``result.json`` under ``root``: keys, variant, return, normalised score,
     timing, the git commit and whether it was made from a dirty tree."""
+    from om2p_lite.rl.rundir import RESULT_NAME, read_run_file
     from om2p_lite.runtime.record import is_dirty
 
     root = Path(root)
@@ -34,19 +34,15 @@ def load_results(root: str | Path) -> pd.DataFrame:
                                 f"om2p_lite grid --experiment FILE` first, or name the "
                                 f"folder it wrote")
     rows: list[dict[str, Any]] = []
-    for path in sorted(root.rglob("result.json")):
-        try:
-            res = json.loads(path.read_text())
-            commit = (res.get("provenance") or {}).get("git_commit")
-            rows.append({k: res[k] for k in KEYS} | {
-                "variant": res.get("variant"),
-                "return": res["return"], "normalised": res.get("normalised"),
-                "steps": res["config"]["steps"], "wall_s": res.get("wall_s"),
-                "s_per_step": res.get("s_per_step"), "git_commit": commit,
-                "dirty": is_dirty(commit), "path": str(path.parent)})
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-            raise ValueError(f"{path}: not a valid result ({type(err).__name__}: {err}). "
-                             f"Fix: delete it and rerun the grid, which remakes it") from err
+    for path in sorted(root.rglob(RESULT_NAME)):
+        res = read_run_file(path)  # checked: keys present, numbers numbers, or one-line error
+        commit = res["provenance"].get("git_commit")
+        rows.append({k: res[k] for k in KEYS} | {
+            "variant": res.get("variant"),
+            "return": res["return"], "normalised": res.get("normalised"),
+            "steps": res["config"]["steps"], "wall_s": res.get("wall_s"),
+            "s_per_step": res.get("s_per_step"), "git_commit": commit,
+            "dirty": is_dirty(commit), "path": str(path.parent)})
     if not rows:
         raise FileNotFoundError(f"no result.json under {root}: run `python -m om2p_lite grid "
                                 f"--experiment FILE` first")
