@@ -108,6 +108,11 @@ ALLOWED: dict[str, set[str]] = {
 VALIDATORS: dict[str, Callable[[argparse.Namespace], object]] = {
     "toy": check_toy_args, "train": config_from_args,
 }
+# plain int flags whose rule needs what only the run knows, checked by the library before any
+# work: the walk runs the real command (with these extra arguments) on the values the parser
+# takes, and expects exit 2
+RUN_TO_REFUSE = {  # make_dataset: at least one episode of the task
+    "data make --transitions": ["--out", "walk.npz"]}
 NON_NUMERIC = {None, str, boolean, xi}  # argument types the walk has no numbers for
 
 
@@ -145,8 +150,9 @@ def _numeric_flags() -> list[tuple[tuple[str, ...], argparse.ArgumentParser, arg
                 found.append((path, parser, a))
             else:  # a new type of flag: say here whether the walk must try numbers on it
                 assert a.type in NON_NUMERIC or a.type.__name__ == "_task", (path, a)
+            name = f"{' '.join(path)} {a.option_strings[0]}"
             if a.type in (int, float):  # plain numbers: a validator must check them
-                assert path[0] in VALIDATORS, f"{' '.join(path)} {a.option_strings[0]}"
+                assert path[0] in VALIDATORS or name in RUN_TO_REFUSE, name
     return found
 
 
@@ -160,14 +166,16 @@ def test_the_walk_finds_the_numeric_flags_of_every_command():
 
 
 def test_every_numeric_flag_refuses_nan_inf_and_the_values_it_cannot_mean(monkeypatch,
-                                                                          capsys):
+                                                                          capsys, tmp_path):
     monkeypatch.delenv(BUDGET_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)  # a command run to its refusal writes nothing, and here
     wrong = []
     for path, parser, action in _numeric_flags():
         flag, command = action.option_strings[0], " ".join(path)
         allowed = ALLOWED.get(f"{command} {flag}", ALLOWED.get(flag, set()))
         for value in WALK_VALUES:
-            refused, message = _refused(path, parser, [f"{flag}={value}"])
+            refused, message = _refused(path, parser, [f"{flag}={value}"],
+                                        RUN_TO_REFUSE.get(f"{command} {flag}"), capsys)
             if refused != (value not in allowed):
                 wrong.append(f"{command} {flag} {value}: {'refused' if refused else 'taken'}")
             elif refused:  # one line naming the flag (or the config field) and a fix
@@ -179,9 +187,10 @@ def test_every_numeric_flag_refuses_nan_inf_and_the_values_it_cannot_mean(monkey
 
 
 def _refused(path: tuple[str, ...], parser: argparse.ArgumentParser, argv: list[str],
-             ) -> tuple[bool, str]:
+             run: list[str] | None, capsys: pytest.CaptureFixture[str]) -> tuple[bool, str]:
     """(refused?, the one-line message) for ``argv`` given to the command at ``path``:
-    parsed by the real parser, then checked by the command's validator; nothing runs."""
+    parsed by the real parser, then checked by the command's validator; nothing runs, but
+    with ``run`` (extra arguments) a value the parser takes goes to the real command."""
     import contextlib
     import io
 
@@ -192,6 +201,10 @@ def _refused(path: tuple[str, ...], parser: argparse.ArgumentParser, argv: list[
     except SystemExit as stop:
         assert stop.code == 2
         return True, err.getvalue().rstrip("\n")
+    if run is not None:
+        capsys.readouterr()
+        code = main([*path, *_required(parser), *argv, *run])
+        return code == 2, capsys.readouterr().err.rstrip("\n").removeprefix("error: ")
     validator = VALIDATORS.get(path[0])
     if validator is None:
         return False, ""

@@ -181,7 +181,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=count, default=0)
     p.add_argument("--budget", choices=("smoke", "book", "full"), default=None,
                    help="size preset (default $OM2P_BUDGET or book)")
-    p.add_argument("--transitions", type=positive, default=None,
+    p.add_argument("--transitions", type=int, default=None,  # make_dataset: >= 1 episode
                    help="override the preset size (at least one episode)")
     p.add_argument("--reward-variant", choices=("mpe2", "omar"), default="mpe2",
                    help="omar: OMAR's reshaped Spread reward (other tasks are unchanged)")

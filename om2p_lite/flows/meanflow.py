@@ -7,6 +7,7 @@ Taught in chapter 2 (book/02_mean_flow).
 
 from __future__ import annotations
 
+import functools
 import numbers
 import warnings
 from collections.abc import Callable, Sequence
@@ -41,12 +42,18 @@ def check_dr(dr: float, dtype: torch.dtype = COMPUTE_DTYPE) -> float:
     if isinstance(dr, bool) or not isinstance(dr, numbers.Real) or not 0 < dr <= DR_MAX:
         raise SettingError("dr", f"Δr must be > 0 and <= {DR_MAX:g} (the length of the path "
                            f"from noise to action), got {dr!r}", DR_FIX)
-    if float(torch.tensor(float(dr), dtype=dtype)) == 0:
+    if _rounds_to_zero(float(dr), dtype):
         raise SettingError("dr", f"Δr = {dr:g} is 0 in {dtype} (the dtype the networks compute "
                            f"in), so the finite difference would be 0/0",
                            "use Δr >= 1e-7, e.g. 1e-3 (float32's optimum is near sqrt(eps) "
                            "~ 3e-4)")
     return float(dr)
+
+
+@functools.lru_cache(maxsize=64)
+def _rounds_to_zero(dr: float, dtype: torch.dtype) -> bool:
+    """Whether ``dtype`` stores ``dr`` as 0 (cached: ``du_dr`` asks on every call)."""
+    return float(torch.tensor(dr, dtype=dtype)) == 0
 
 
 def check_estimator(estimator: str, dr: float | torch.Tensor | None = None,
@@ -107,8 +114,8 @@ def check_meanflow_settings(estimator: str, dr: float, xi: TimeSampler | Sequenc
     if estimator != "fd":
         check_dr(dr, dtype)  # unused by this estimator, but a bad value is still refused
     if estimator == "fd" and warn:
-        # frames: this, the checker of a config or fit (TrainConfig._check_fields,
-        # check_toy_settings), validate / fit_toy: the warning points at their caller
+        # up the stack: warn_unresolved_dr, this, TrainConfig._check_fields or
+        # check_toy_settings, validate or fit_toy, then their caller (where it points)
         warn_unresolved_dr(dr, dtype, stacklevel=5)
     sampler = make_time_sampler(xi)
     check_ratio(ratio)

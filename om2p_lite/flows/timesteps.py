@@ -17,8 +17,6 @@ import torch
 from om2p_lite.runtime.checks import SettingError, check_range
 
 GRID_SIZE = 8193  # points of the inverse-CDF grid; CDF error ~ 1e-7 for smooth densities
-
-
 XI_MAX = 1e4  # largest |a|, |b|, |c|, |d|: beyond it a peak of p_ξ spans < ~20 grid cells
 XI_FIX = "use a name (uniform, beta55, logit_normal) or 4 numbers 'a,b,c,d' with -1 < a, b " \
     f"and every |value| <= {XI_MAX:g}, e.g. '5,5,0,0'"
