@@ -27,6 +27,7 @@ _EXPORTS: dict[str, str] = {
     "du_dr": "flows.meanflow", "meanflow_target": "flows.meanflow",
     "meanflow_loss": "flows.meanflow", "adaptive_weight": "flows.meanflow",
     "ESTIMATORS": "flows.meanflow", "fd_error_sweep": "flows.meanflow",
+    "PrecisionWarning": "flows.meanflow", "unresolved_share": "flows.meanflow",
     "mlp": "flows.networks", "VelocityNet": "flows.networks",
     "sample_flow": "flows.sampling", "sample_meanflow": "flows.sampling",
     "StackedMLP": "flows.stacked", "StackedVelocityNet": "flows.stacked",
@@ -35,8 +36,7 @@ _EXPORTS: dict[str, str] = {
     "make_time_sampler": "flows.timesteps", "sample_r_t": "flows.timesteps",
     # om2p_lite.rl
     "make_agent": "rl.agents", "ALGORITHMS": "rl.agents", "OM2PAgent": "rl.agents",
-    "TrainConfig": "rl.config", "budget_config": "rl.config", "PrecisionWarning": "rl.config",
-    "unresolved_share": "rl.config",
+    "TrainConfig": "rl.config", "budget_config": "rl.config",
     "StackedCritic": "rl.critics", "normalised_q_loss": "rl.critics",
     "train": "rl.train",
     "train_population": "rl.population", "population_key": "rl.population",

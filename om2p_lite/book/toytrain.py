@@ -16,10 +16,11 @@ from torch import nn
 from om2p_lite.book.metrics import sliced_wasserstein
 from om2p_lite.book.toys import no_obs
 from om2p_lite.flows.flow import flow_matching_loss
-from om2p_lite.flows.meanflow import check_estimator, meanflow_loss
+from om2p_lite.flows.meanflow import check_meanflow_settings, meanflow_loss
 from om2p_lite.flows.networks import VelocityNet, mlp
 from om2p_lite.flows.sampling import sample_flow, sample_meanflow
-from om2p_lite.flows.timesteps import TimeSampler, make_time_sampler, sample_r_t
+from om2p_lite.flows.timesteps import TimeSampler, sample_r_t
+from om2p_lite.runtime.checks import SettingError, check_range
 from om2p_lite.runtime.seeding import seed_everything
 
 TOY_METHODS = ("mse", "gaussian", "flow", "meanflow")
@@ -89,13 +90,10 @@ def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256
     Jupyter and Colab) that disappears when the fit is done; ``TQDM_DISABLE=1`` in the
     environment turns it off (the Makefile's tests and book builds).
     """
-    if method not in TOY_METHODS:
-        raise ValueError(f"unknown toy method {method!r}: choose one of {TOY_METHODS}")
-    if method == "meanflow":
-        check_estimator(estimator, dr)
+    sampler = check_toy_settings(method, steps, batch, hidden, depth, lr, estimator, dr, xi,
+                                 ratio, pairing, dtype, eval_every, eval_steps, eval_samples)
     if data.ndim != 2 or len(data) < 2:
         raise ValueError(f"data must be (N, act_dim) with N >= 2, got {tuple(data.shape)}")
-    sampler = make_time_sampler(xi)
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
     eval_gen = torch.Generator().manual_seed(seed + 1)  # evaluation never shifts training draws
@@ -142,6 +140,24 @@ def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256
                 evaluate(step)
         fit.seconds = time.perf_counter() - start
     return fit
+
+
+def check_toy_settings(method: str, steps: int, batch: int, hidden: int, depth: int, lr: float,
+                       estimator: str, dr: float, xi: TimeSampler | Sequence[float] | str,
+                       ratio: float, pairing: str, dtype: torch.dtype, eval_every: int,
+                       eval_steps: int, eval_samples: int) -> TimeSampler:
+    """``fit_toy``'s settings by the rules training uses (``check_meanflow_settings`` for the
+    mean-flow ones, for every method, as ``TrainConfig`` does); returns the time sampler."""
+    if method not in TOY_METHODS:
+        raise SettingError("method", f"unknown toy method {method!r}",
+                           f"use one of {', '.join(TOY_METHODS)}")
+    sampler = check_meanflow_settings(estimator, dr, xi, ratio, pairing, dtype)
+    for name, value, least in (("steps", steps, 1), ("batch", batch, 1), ("hidden", hidden, 1),
+                               ("depth", depth, 1), ("eval_every", eval_every, 0),
+                               ("eval_steps", eval_steps, 1), ("eval_samples", eval_samples, 1)):
+        check_range(name, value, least, integer=True, fix=f"use an integer >= {least}")
+    check_range("lr", lr, 0.0, low_open=True, fix="use e.g. lr = 1e-3 (Adam)")
+    return sampler
 
 
 @contextmanager

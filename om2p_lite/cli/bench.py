@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from om2p_lite.cli.args import positive
+
 RUN_ALL = Path(__file__).resolve().parents[2] / "bench" / "run_all.py"
 
 
@@ -34,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                             "scaling benchmarks (writes data/results/bench)")
     p.add_argument("--budget", default="cpu", choices=["smoke", "cpu", "gpu"])
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: auto)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads on CPU")
+    p.add_argument("--threads", type=positive, default=1, help="torch threads on CPU")
     p.add_argument("--only", default="", help="comma list of scripts to run")
     p.add_argument("--note", default="", help="a line for PROVENANCE.md")
     p.set_defaults(func=_bench)

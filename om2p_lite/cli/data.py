@@ -11,6 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from om2p_lite.cli.args import OneLineParser, count, finite, positive
 from om2p_lite.data.behaviour import QUALITIES
 from om2p_lite.data.npy_io import ACTION_LAYOUTS, IMPORT_QUALITIES, IMPORTED
 from om2p_lite.envs import TASKS
@@ -174,19 +175,20 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("make", help="generate one dataset (task, quality, seed)")
     p.add_argument("--task", type=_task, required=True,
                    help=f"one of {', '.join(TASKS)}, or spreadN (Spread with N agents)")
-    p.add_argument("--n-agents", type=int, default=None,
+    p.add_argument("--n-agents", type=positive, default=None,
                    help="Spread's agent count (the same as --task spreadN)")
     p.add_argument("--quality", choices=QUALITIES, required=True)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count, default=0)
     p.add_argument("--budget", choices=("smoke", "book", "full"), default=None,
                    help="size preset (default $OM2P_BUDGET or book)")
-    p.add_argument("--transitions", type=int, default=None,
+    p.add_argument("--transitions", type=int, default=None,  # make_dataset: >= 1 episode
                    help="override the preset size (at least one episode)")
     p.add_argument("--reward-variant", choices=("mpe2", "omar"), default="mpe2",
                    help="omar: OMAR's reshaped Spread reward (other tasks are unchanged)")
-    p.add_argument("--n-envs", type=int, default=None, help="environments stepped together "
+    p.add_argument("--n-envs", type=positive, default=None, help="environments stepped together "
                    "(changes the data; recorded in the metadata)")
-    p.add_argument("--workers", type=int, default=1, help="processes (does not change data)")
+    p.add_argument("--workers", type=positive, default=1,
+                   help="processes (does not change data)")
     p.add_argument("--out", default=None, help="output .npz (default: the cache path)")
     p.set_defaults(func=cmd_make)
 
@@ -205,8 +207,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="the task the files were made in; spread takes its agent count "
                    "from the files (4 agents: spread4)")
     p.add_argument("--out", required=True)
-    p.add_argument("--action-low", type=float, default=-1.0)
-    p.add_argument("--action-high", type=float, default=1.0)
+    p.add_argument("--action-low", type=finite, default=-1.0)
+    p.add_argument("--action-high", type=finite, default=1.0)
     p.add_argument("--reward-variant", choices=("mpe2", "omar", "mamujoco"), default=None,
                    help="reward function of the files: required for spread (omar for "
                    "OMAR's public data); others default to their only one")
@@ -225,19 +227,19 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
     p = sub.add_parser("reference", help="write data/reference_returns.csv")
     p.add_argument("--budget", choices=("smoke", "book", "full"), default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count, default=0)
     p.add_argument("--tasks", nargs="*", choices=TASKS, default=None)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=positive, default=1)
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_reference)
 
     p = sub.add_parser("train-behaviour", help="online independent TD3 behaviour policy")
     p.add_argument("--task", choices=TASKS, default="halfcheetah")
-    p.add_argument("--steps", type=int, default=80_000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=4_000)
-    p.add_argument("--n-envs", type=int, default=1)
-    p.add_argument("--eval-episodes", type=int, default=3)
+    p.add_argument("--steps", type=positive, default=80_000)
+    p.add_argument("--seed", type=count, default=0)
+    p.add_argument("--eval-every", type=positive, default=4_000)
+    p.add_argument("--n-envs", type=positive, default=1)
+    p.add_argument("--eval-episodes", type=positive, default=3)
     p.add_argument("--run-dir", default=None)
     p.add_argument("--export", action="store_true",
                    help="write data/behaviour/<task>_td3.pt from the run's snapshots")
@@ -247,7 +249,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone entry (``python -m om2p_lite.cli.data ...``) until the top CLI wires it."""
-    parser = argparse.ArgumentParser(prog="om2p_lite")
+    parser = OneLineParser(prog="om2p_lite")
     register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     try:

@@ -10,6 +10,13 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from om2p_lite.cli.args import OneLineParser, count, positive, xi
+from om2p_lite.runtime.checks import SettingError
+
+if TYPE_CHECKING:
+    from om2p_lite.runtime.budget import Budget
 
 # modules that add their own sub-commands with ``register(subparsers)``
 PLUGINS = ("om2p_lite.cli.data", "om2p_lite.cli.train", "om2p_lite.cli.bench")
@@ -30,16 +37,27 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_toy_args(args: argparse.Namespace) -> Budget:
+    """The ``toy`` command's settings, checked before anything runs by the rules ``train``
+    and ``fit_toy`` use: the budget (the flag, else ``$OM2P_BUDGET``), estimator, Δr, ξ and
+    ratio. Returns the budget; a ``SettingError`` names the first bad setting."""
+    from om2p_lite.flows.meanflow import check_meanflow_settings
+    from om2p_lite.runtime.budget import get_budget
+
+    budget = get_budget(args.budget)
+    check_meanflow_settings(args.estimator, args.dr, args.xi, args.ratio, warn=False)
+    return budget  # (fit_toy checks them again, cheaply, and warns for an unresolved Δr)
+
+
 def _toy(args: argparse.Namespace) -> int:
     import torch
 
     from om2p_lite.book.metrics import mode_coverage, sliced_wasserstein
     from om2p_lite.book.toys import toy_joint_actions, toy_modes
     from om2p_lite.book.toytrain import fit_toy
-    from om2p_lite.runtime.budget import get_budget
     from om2p_lite.runtime.device import pick_device
 
-    budget = get_budget(args.budget)
+    budget = check_toy_args(args)
     gen = torch.Generator().manual_seed(args.seed)
     data = toy_joint_actions(20000, args.kind, generator=gen)
     fit = fit_toy(args.method, data, steps=args.steps or budget.toy_steps,
@@ -56,20 +74,9 @@ def _toy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _xi(text: str) -> list[float] | str:
-    """Parse ``--xi``: a name ('uniform', 'beta55', 'logit_normal') or 'a,b,c,d'."""
-    if "," not in text:
-        return text
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--xi must be a name or 4 numbers 'a,b,c,d', "
-                                         f"got {text!r}") from err
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every available plugin's sub-commands."""
-    parser = argparse.ArgumentParser(prog="python -m om2p_lite", description=__doc__)
+    parser = OneLineParser(prog="python -m om2p_lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="versions, device and budget in use")
     info.add_argument("--budget", default=None, help="smoke | book | full")
@@ -81,12 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=["mse", "gaussian", "flow", "meanflow"])
     toy.add_argument("--kind", default="ring", choices=["ring", "coordination"])
     toy.add_argument("--estimator", default="jvp", choices=["jvp", "fd", "zero", "jacobian"])
-    toy.add_argument("--dr", type=float, default=1e-3, help="finite-difference step Δr")
-    toy.add_argument("--xi", type=_xi, default="uniform", help="name or 'a,b,c,d'")
+    toy.add_argument("--dr", type=float, default=1e-3, help="finite-difference step Δr, in "
+                     "(0, 1]")
+    toy.add_argument("--xi", type=xi, default="uniform", help="name or 'a,b,c,d'")
     toy.add_argument("--ratio", type=float, default=0.25, help="fraction of r ≠ t pairs")
-    toy.add_argument("--steps", type=int, default=0, help="training steps (0: budget's)")
-    toy.add_argument("--sample-steps", type=int, default=1, help="sampling steps K")
-    toy.add_argument("--seed", type=int, default=0)
+    toy.add_argument("--steps", type=count, default=0, help="training steps (0: budget's)")
+    toy.add_argument("--sample-steps", type=positive, default=1, help="sampling steps K")
+    toy.add_argument("--seed", type=count, default=0)
     toy.add_argument("--budget", default=None)
     toy.add_argument("--device", default=None)
     toy.set_defaults(func=_toy)
@@ -117,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.close()
         return 0
     except (ValueError, OSError) as err:
-        print(f"error: {error_message(err)}", file=sys.stderr)
+        print(f"error: {error_message(err, args)}", file=sys.stderr)
         return 2
     except RuntimeError as err:
         from om2p_lite.rl.rundir import NonFiniteError, RunFolderBusy
@@ -132,10 +140,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def error_message(err: BaseException) -> str:
-    """The message for the user: filesystem errors name the path and a fix."""
+def error_message(err: BaseException, args: argparse.Namespace | None = None) -> str:
+    """The message for the user: filesystem errors name the path and a fix; a setting that
+    came from a flag of ``args`` is named by that flag ('--dr'), not by its field ('dr')."""
     if isinstance(err, OSError) and err.filename:
         from om2p_lite.rl.experiment import describe_os_error
 
         return describe_os_error(err)
+    if isinstance(err, SettingError) and err.label == err.field and \
+            err.field in vars(args or argparse.Namespace()):
+        return str(err.relabel(f"--{err.field.replace('_', '-')}"))
     return str(err)

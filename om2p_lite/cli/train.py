@@ -14,53 +14,33 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from om2p_lite.cli.args import boolean, count, positive
 from om2p_lite.rl.config import TrainConfig
-
-
-def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _count(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One ``--field`` flag per ``TrainConfig`` field (default: unset, so files can fill it)."""
     for f in dataclasses.fields(TrainConfig):
-        kind = {"int": int, "float": float, "bool": _bool}.get(str(f.type), str)
+        kind = {"int": int, "float": float, "bool": boolean}.get(str(f.type), str)
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind,
                             default=None, help=f"(default {f.default!r})")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """TrainConfig from ``--budget``, then ``--config FILE`` (its [config] table or top
-    level), then flags."""
+    level), then flags; validated (``TrainConfig.validate``: every flag's rule).
+
+    ``$OM2P_BUDGET`` is checked exactly like ``--budget`` but sets no preset: the command a
+    run records (result.json) must reproduce it, and an environment variable is not in it.
+    """
     from om2p_lite.rl.config import PRESETS
     from om2p_lite.rl.experiment import check_fields, read_toml
+    from om2p_lite.runtime.budget import get_budget
 
     values: dict[str, Any] = {}
+    budget = get_budget(args.budget)  # the flag, else $OM2P_BUDGET: the same check
     if args.budget:
-        from om2p_lite.runtime.budget import get_budget
-
-        values.update(PRESETS[get_budget(args.budget).name])
+        values.update(PRESETS[budget.name])
     if args.config:
         doc = read_toml(args.config)
         table = doc.get("config", doc)
@@ -204,15 +184,17 @@ def register(subparsers: Any) -> None:
     """Add train / evaluate / grid / table to the main parser."""
     p = subparsers.add_parser("train", help="train one algorithm on one dataset (resumable)")
     p.add_argument("--budget", default=None, help="preset: smoke | book | full (then "
-                   "--config, then flags override it)")
+                   "--config, then flags override it); without it TrainConfig's defaults "
+                   "($OM2P_BUDGET is checked but sets no preset, so that the recorded command "
+                   "reproduces the run)")
     p.add_argument("--config", default=None, help="TOML file of TrainConfig fields")
     add_config_flags(p)
     p.set_defaults(func=_train)
 
     p = subparsers.add_parser("evaluate", help="evaluate a run folder's checkpoint")
     p.add_argument("--run", required=True, help="run folder (train --out-dir)")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=12345)
+    p.add_argument("--episodes", type=positive, default=10)
+    p.add_argument("--seed", type=count, default=12345)
     p.add_argument("--device", default=None)
     p.set_defaults(func=_evaluate)
 
@@ -223,16 +205,16 @@ def register(subparsers: Any) -> None:
                    help="write the run folders here instead of the file's results_dir")
     p.add_argument("--dry-run", action="store_true",
                    help="list the runs still to do, grouped into populations")
-    p.add_argument("--max-runs", type=_count, default=0,
+    p.add_argument("--max-runs", type=count, default=0,
                    help="train only this many of the runs still to do (0: all)")
-    p.add_argument("--max-members", type=_positive, default=16,
+    p.add_argument("--max-members", type=positive, default=16,
                    help="most runs trained together as one population per process")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep checkpoint.pt of finished runs (default: delete)")
     p.add_argument("--task", action="append", default=[],
                    help="only the runs on this task (repeatable): one share of the grid "
                         "for one machine, e.g. the MPE tasks on a GPU, MuJoCo on a CPU")
-    p.add_argument("--checkpoint-every", type=_count, default=0,
+    p.add_argument("--checkpoint-every", type=count, default=0,
                    help="steps between checkpoints, so that a stopped grid (a preempted "
                         "node) resumes its runs mid-way (0: the experiment's setting)")
     p.add_argument("--dask", default="", help="run through Dask: 'local:N' (N worker "

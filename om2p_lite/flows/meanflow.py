@@ -1,4 +1,5 @@
-"""The mean-flow target u_tgt = v + (t - r) du/dr, its four du/dr estimators, and the loss.
+"""The mean-flow target u_tgt = v + (t - r) du/dr, its four du/dr estimators, the loss, and
+the rules its settings obey (estimator, Δr, and the bundle ``check_meanflow_settings``).
 
 Not the time sampler (``timesteps``) nor action sampling (``sampling``).
 Taught in chapter 2 (book/02_mean_flow).
@@ -6,32 +7,122 @@ Taught in chapter 2 (book/02_mean_flow).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import numbers
+import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 
 from om2p_lite.flows.flow import conditional_velocity, interpolate
 from om2p_lite.flows.ops import batch_mean
+from om2p_lite.flows.timesteps import (
+    TimeSampler,
+    check_pairing,
+    check_ratio,
+    make_time_sampler,
+)
+from om2p_lite.runtime.checks import SettingError
 
 ESTIMATORS = ("jvp", "fd", "zero", "jacobian")
+COMPUTE_DTYPE = torch.float32  # the dtype agents and toys train in (Δr is checked against it)
+DR_MAX = 1.0  # the longest Δr: the path from noise (r = 0) to the action (r = 1) has length 1
+DR_FIX = "use a step such as dr = 1e-3 (float32's optimum is near sqrt(eps) ~ 3e-4; below " \
+    "~1e-6 it is mostly rounding noise)"
 VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def check_estimator(estimator: str, dr: float | torch.Tensor | None = None) -> None:
-    """Raise a clear ``ValueError`` for an unknown estimator or a non-positive Δr.
+class PrecisionWarning(UserWarning):
+    """A setting that runs, but that the compute dtype cannot resolve (e.g. a tiny Δr)."""
 
-    ``dr`` may be a tensor (one Δr per agent of a population); every entry must be > 0.
+
+def check_dr(dr: float, dtype: torch.dtype = COMPUTE_DTYPE) -> float:
+    """Δr as a float, or a ``SettingError`` on 'dr': a number in (0, ``DR_MAX``] (a longer
+    step leaves the path for every r) that ``dtype`` does not round to 0 (0/0 in eq-fd)."""
+    if isinstance(dr, bool) or not isinstance(dr, numbers.Real) or not 0 < dr <= DR_MAX:
+        raise SettingError("dr", f"Δr must be > 0 and <= {DR_MAX:g} (the length of the path "
+                           f"from noise to action), got {dr!r}", DR_FIX)
+    if _rounds_to_zero(float(dr), dtype):
+        raise SettingError("dr", f"Δr = {dr:g} is 0 in {dtype} (the dtype the networks compute "
+                           f"in), so the finite difference would be 0/0",
+                           "use Δr >= 1e-7, e.g. 1e-3 (float32's optimum is near sqrt(eps) "
+                           "~ 3e-4)")
+    return float(dr)
+
+
+@functools.lru_cache(maxsize=64)
+def _rounds_to_zero(dr: float, dtype: torch.dtype) -> bool:
+    """Whether ``dtype`` stores ``dr`` as 0 (cached: ``du_dr`` asks on every call)."""
+    return float(torch.tensor(dr, dtype=dtype)) == 0
+
+
+def check_estimator(estimator: str, dr: float | torch.Tensor | None = None,
+                    dtype: torch.dtype = COMPUTE_DTYPE) -> None:
+    """Raise a ``SettingError`` for an unknown estimator or, with ``fd``, a bad Δr.
+
+    A tensor ``dr`` (one Δr per agent of a population) is not read: whoever built it checked
+    each entry once (``OM2PAgent.set_members``), and reading it would sync the device on
+    every training step.
     """
     if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown du/dr estimator {estimator!r}: choose one of {ESTIMATORS}")
+        raise SettingError("estimator", f"unknown du/dr estimator {estimator!r}",
+                           f"use one of {', '.join(ESTIMATORS)}")
+    if estimator == "fd" and not isinstance(dr, torch.Tensor):
+        check_dr(dr, dtype)  # type: ignore[arg-type]
+
+
+def unresolved_share(dr: float, dtype: torch.dtype = COMPUTE_DTYPE, n: int = 4096,
+                     ) -> tuple[float, float]:
+    """For r on an even grid of [0, 1): the share where Δr is below ``dtype``'s spacing at r
+    (so r + Δr rounds to r or jumps a whole spacing), and the share where r + Δr == r."""
+    r = (torch.arange(n, dtype=torch.float64) + 0.5).div(n).to(dtype)
+    spacing = torch.nextafter(r, torch.ones_like(r)) - r
+    below = (torch.tensor(dr, dtype=torch.float64) < spacing.double()).double().mean()
+    equal = (r + torch.tensor(dr, dtype=dtype) == r).double().mean()
+    return float(below), float(equal)
+
+
+def warn_unresolved_dr(dr: float, dtype: torch.dtype = COMPUTE_DTYPE,
+                       stacklevel: int = 3) -> bool:
+    """Warn (``PrecisionWarning``) if Δr is below ``dtype``'s resolution for at least half
+    of r in [0, 1] (float32: Δr < 2^-24 ≈ 6e-8); return whether it warned."""
+    below, equal = unresolved_share(dr, dtype)
+    if below < 0.5:
+        return False
+    warnings.warn(f"field 'dr': Δr = {dr:g} is below {dtype}'s spacing for {below:.0%} of r "
+                  f"in [0, 1] (r + Δr == r for {equal:.0%}), so the fd estimate of du/dr there "
+                  f"is 0 or rounding noise. Kept as asked (a Δr sweep needs it); to train, use "
+                  f"Δr ~ 1e-3 (float32's optimum is near sqrt(eps) ~ 3e-4)", PrecisionWarning,
+                  stacklevel=stacklevel)
+    return True
+
+
+def check_meanflow_settings(estimator: str, dr: float, xi: TimeSampler | Sequence[float] | str,
+                            ratio: float, pairing: str | None = None,
+                            dtype: torch.dtype = COMPUTE_DTYPE, warn: bool = True,
+                            ) -> TimeSampler:
+    """The rules of the mean-flow settings, written once for ``TrainConfig.validate``,
+    ``fit_toy`` and the ``toy`` command: a known estimator; a Δr that ``check_dr`` accepts
+    (whatever the estimator, so a bad value never waits for a switch to fd); a ξ with a
+    finite, normalisable density; ratio in [0, 1]; a known pairing (``None``: not set).
+
+    Returns the time sampler; a ``SettingError`` names the first bad field. With ``fd`` and
+    ``warn``, a Δr that ``dtype`` cannot resolve for most r gets a ``PrecisionWarning``
+    (kept, not refused: chapter 6 sweeps such values).
+    """
+    check_estimator(estimator, dr, dtype)
     if estimator != "fd":
-        return
-    ok = dr is not None and (bool((dr > 0).all()) if isinstance(dr, torch.Tensor)
-                             else dr > 0)  # NaN compares False
-    if not ok:
-        raise ValueError(f"finite-difference step Δr must be > 0, got {dr!r} "
-                         f"(try 1e-3; in float32 steps below ~1e-6 are mostly rounding noise)")
+        check_dr(dr, dtype)  # unused by this estimator, but a bad value is still refused
+    if estimator == "fd" and warn:
+        # up the stack: warn_unresolved_dr, this, TrainConfig._check_fields or
+        # check_toy_settings, validate or fit_toy, then their caller (where it points)
+        warn_unresolved_dr(dr, dtype, stacklevel=5)
+    sampler = make_time_sampler(xi)
+    check_ratio(ratio)
+    if pairing is not None:
+        check_pairing(pairing)
+    return sampler
 
 
 def du_dr(net: VelocityFn, o: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor,
@@ -49,7 +140,7 @@ def du_dr(net: VelocityFn, o: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor,
     ``fd_mask`` a bool tensor: where it is False the estimate is exactly 0 (the members of a
     population trained with the ``zero`` estimator).
     """
-    check_estimator(estimator, dr)
+    check_estimator(estimator, dr, x_r.dtype)  # a python Δr: cheap; a tensor: checked once
     if estimator == "jvp":
         def fn(x: torch.Tensor, r_: torch.Tensor, t_: torch.Tensor) -> torch.Tensor:
             return net(o, x, r_, t_)

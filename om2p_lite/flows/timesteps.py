@@ -8,22 +8,46 @@ Taught in chapter 3 (book/03_timesteps).
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from om2p_lite.runtime.checks import SettingError, check_range
+
 GRID_SIZE = 8193  # points of the inverse-CDF grid; CDF error ~ 1e-7 for smooth densities
+XI_MAX = 1e4  # largest |a|, |b|, |c|, |d|: beyond it a peak of p_ξ spans < ~20 grid cells
+XI_FIX = "use a name (uniform, beta55, logit_normal) or 4 numbers 'a,b,c,d' with -1 < a, b " \
+    f"and every |value| <= {XI_MAX:g}, e.g. '5,5,0,0'"
 
 
 @dataclass(frozen=True)
 class Xi:
-    """p_ξ(τ) ∝ τ^a (1 - τ)^b exp(c τ + d τ²) on [0, 1]; ξ = [0,0,0,0] is uniform."""
+    """p_ξ(τ) ∝ τ^a (1 - τ)^b exp(c τ + d τ²) on [0, 1]; ξ = [0,0,0,0] is uniform.
+
+    Every ``Xi`` is a finite, normalisable density: a, b > -1 (integrable ends) and
+    |a|, |b|, |c|, |d| <= ``XI_MAX`` (no overflow, and no peak narrower than the grid).
+    """
 
     a: float = 0.0
     b: float = 0.0
     c: float = 0.0
     d: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Refuse (``SettingError`` on field 'xi') parameters with no usable density."""
+        values = (self.a, self.b, self.c, self.d)
+        if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and
+                   math.isfinite(v) for v in values):
+            raise SettingError("xi", f"ξ must be finite numbers, got {list(values)!r}", XI_FIX)
+        if self.a <= -1 or self.b <= -1:
+            raise SettingError("xi", f"ξ needs a > -1 and b > -1 for a normalisable density, "
+                               f"got {list(values)!r}", XI_FIX)
+        if max(abs(v) for v in values) > XI_MAX:
+            raise SettingError("xi", f"ξ = {list(values)!r} has a value beyond ±{XI_MAX:g}: "
+                               f"its density overflows or is a spike narrower than the "
+                               f"{GRID_SIZE}-point time grid", XI_FIX)
 
     @classmethod
     def parse(cls, xi: Xi | Sequence[float]) -> Xi:
@@ -33,15 +57,12 @@ class Xi:
         try:
             values = [float(v) for v in xi]
         except (TypeError, ValueError) as err:
-            raise ValueError(f"ξ must be 4 numbers [a, b, c, d], got {xi!r}") from err
+            raise SettingError("xi", f"ξ must be 4 numbers [a, b, c, d], got {xi!r}",
+                               XI_FIX) from err
         if len(values) != 4:
-            raise ValueError(f"ξ must be 4 numbers [a, b, c, d], got {len(values)}: {xi!r}")
-        if not all(math.isfinite(v) for v in values):
-            raise ValueError(f"ξ must be finite numbers, got {xi!r}")
-        a, b, c, d = values
-        if a <= -1 or b <= -1:
-            raise ValueError(f"ξ needs a > -1 and b > -1 for a normalisable density, got {xi!r}")
-        return cls(a, b, c, d)
+            raise SettingError("xi", f"ξ must be 4 numbers [a, b, c, d], got {len(values)}: "
+                               f"{xi!r}", XI_FIX)
+        return cls(*values)
 
     @property
     def is_beta(self) -> bool:
@@ -161,25 +182,38 @@ TimeSampler = Xi | LogitNormal
 
 def make_time_sampler(spec: TimeSampler | Sequence[float] | str) -> TimeSampler:
     """An ``Xi``/``LogitNormal``, 4 numbers ξ (or the text 'a,b,c,d'), or a name:
-    'uniform' / 'beta55' / 'logit_normal'."""
+    'uniform' / 'beta55' / 'logit_normal'. Anything else: a ``SettingError`` on 'xi'."""
     if isinstance(spec, Xi | LogitNormal):
         return spec
     if isinstance(spec, str) and "," in spec:  # "a,b,c,d", as configs and flags write ξ
         try:
             spec = [float(v) for v in spec.split(",")]
         except ValueError as err:
-            raise ValueError(f"ξ {spec!r} is not 4 numbers 'a,b,c,d'; write e.g. '5,5,0,0' "
-                             f"or a name such as 'beta55'") from err
+            raise SettingError("xi", f"ξ {spec!r} is not 4 numbers 'a,b,c,d'",
+                               XI_FIX) from err
     if isinstance(spec, str):
         named = {"uniform": Xi(), "beta55": Xi(5, 5), "logit_normal": LogitNormal()}
         if spec not in named:
-            raise ValueError(f"unknown time sampler {spec!r}: use one of {sorted(named)} "
-                             f"or 4 numbers [a, b, c, d]")
+            raise SettingError("xi", f"unknown time sampler {spec!r}", XI_FIX)
         return named[spec]
     return Xi.parse(spec)
 
 
 PAIRINGS = ("sorted", "independent")
+
+
+def check_ratio(ratio: float) -> float:
+    """The fraction of r ≠ t pairs, or a ``SettingError``: a finite number in [0, 1]."""
+    return check_range("ratio", ratio, 0.0, 1.0, fix="use a fraction of (r, t) pairs with "
+                       "r ≠ t in [0, 1], e.g. ratio = 0.25 (MeanFlow's)")
+
+
+def check_pairing(pairing: str) -> str:
+    """``pairing`` if it is one of ``PAIRINGS``, else a ``SettingError``."""
+    if pairing not in PAIRINGS:
+        raise SettingError("pairing", f"unknown pairing {pairing!r}",
+                           f"use one of {', '.join(PAIRINGS)}")
+    return pairing
 
 
 def sample_r_t(n: int, sampler: TimeSampler, ratio: float = 0.25,
@@ -192,10 +226,8 @@ def sample_r_t(n: int, sampler: TimeSampler, ratio: float = 0.25,
     ``independent`` (the public OM2P code): r and t are the two draws as they come, in either
     order, with no r = t share (``ratio`` is ignored); the identity holds for t < r too.
     """
-    if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"ratio (fraction of r ≠ t pairs) must be in [0, 1], got {ratio}")
-    if pairing not in PAIRINGS:
-        raise ValueError(f"unknown pairing {pairing!r}: choose one of {PAIRINGS}")
+    check_ratio(ratio)
+    check_pairing(pairing)
     tau = sampler.sample(2 * n, generator=generator).view(n, 2)
     if pairing == "independent":
         return tau[:, :1].to(device), tau[:, 1:].to(device)

@@ -6,30 +6,27 @@ Not the training loop (``train``) nor the agents: both read their settings from 
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 import typing
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from om2p_lite.data.behaviour import QUALITIES
 from om2p_lite.data.npy_io import IMPORTED
 from om2p_lite.envs import check_task
-from om2p_lite.flows.meanflow import ESTIMATORS
-from om2p_lite.flows.timesteps import PAIRINGS, make_time_sampler
+from om2p_lite.flows.meanflow import (  # the Δr rules live with the estimator they serve;
+    COMPUTE_DTYPE,  # the names once defined here stay importable from here (chapter 6)
+    PrecisionWarning,  # noqa: F401
+    check_meanflow_settings,
+    unresolved_share,  # noqa: F401
+    warn_unresolved_dr,  # noqa: F401
+)
 from om2p_lite.runtime.budget import get_budget
+from om2p_lite.runtime.checks import SettingError, check_range
 
-COMPUTE_DTYPE = torch.float32  # the dtype agents train in (Δr is checked against it)
 # the algorithms' names, one agent class each (rl.agents.AGENTS checks it holds these)
 ALGORITHMS = ("om2p", "om2p-official", "bc", "td3bc", "cql", "omar", "flowq", "diffusionq")
-
-
-class PrecisionWarning(UserWarning):
-    """A setting that runs, but that the compute dtype cannot resolve (e.g. a tiny Δr)."""
 
 
 @dataclass
@@ -122,87 +119,72 @@ class TrainConfig:
         return self
 
     def validate(self) -> TrainConfig:
-        """Raise a ``ValueError`` naming the first bad field and how to fix it.
+        """Raise a ``SettingError`` (a ``ValueError``) naming the first bad field and its fix.
 
-        Also warns (``PrecisionWarning``, not an error: chapter 6 sweeps such values) when
-        Δr is below float32's resolution for most r in [0, 1].
+        The rules other entry points share are called, not copied: ``check_range`` for
+        numbers, ``check_meanflow_settings`` for estimator, Δr, ξ, ratio and pairing (the
+        rules ``fit_toy`` and the ``toy`` command obey). It also warns (``PrecisionWarning``,
+        not an error: chapter 6 sweeps such values) when Δr is below float32's resolution
+        for most r in [0, 1] and the estimator is fd.
         """
-        def bad(field: str, problem: str, fix: str) -> ValueError:
-            return ValueError(f"config field '{field}': {problem}. Fix: {fix}")
+        try:
+            self._check_fields()
+        except SettingError as err:
+            raise err.relabel(f"config field '{err.field}'") from None
+        return self
+
+    def _check_fields(self) -> None:
+        """``validate``'s rules, in order; each failure is a ``SettingError`` on its field."""
 
         self.check_types()
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise bad("lr", f"the learning rate must be a finite number > 0, got {self.lr}",
-                      "use e.g. lr = 3e-4 (Adam, the paper's rate) or 1e-3 for tiny nets")
         types = field_types()
+        check_range("lr", self.lr, 0.0, low_open=True, fix="use e.g. lr = 3e-4 (Adam, the "
+                    "paper's rate) or 1e-3 for tiny nets")
         for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if types[f.name] is float and not math.isfinite(value):
-                raise bad(f.name, f"must be a finite number, got {value}",
-                          f"use a finite value, e.g. {f.name} = {f.default}")
+            if types[f.name] is float:
+                check_range(f.name, getattr(self, f.name),
+                            fix=f"use a finite value, e.g. {f.name} = {f.default}")
         if self.algo not in ALGORITHMS:
-            raise bad("algo", f"unknown algorithm {self.algo!r}", f"use one of {ALGORITHMS}")
+            raise SettingError("algo", f"unknown algorithm {self.algo!r}",
+                               f"use one of {ALGORITHMS}")
         try:
             check_task(self.task)
         except ValueError as err:  # its message already says how to fix it
             raise ValueError(f"config field 'task': {err}") from err
         if self.quality == IMPORTED and not self.dataset:
-            raise bad("quality", f"{IMPORTED!r} labels a data set brought in with `data "
-                      f"import`; it cannot be generated", "set dataset to the imported .npz "
-                      f"file, or use one of {QUALITIES}")
+            raise SettingError("quality", f"{IMPORTED!r} labels a data set brought in with "
+                               f"`data import`; it cannot be generated", "set dataset to the "
+                               f"imported .npz file, or use one of {QUALITIES}")
         if self.quality not in (*QUALITIES, IMPORTED):
-            raise bad("quality", f"unknown quality {self.quality!r}",
-                      f"use one of {QUALITIES} (or {IMPORTED!r} with an imported dataset)")
-        if not (self.eta >= 0 and math.isfinite(self.eta)):
-            raise bad("eta", f"η must be a finite number >= 0, got {self.eta}",
-                      "use η = 0 for behaviour cloning or η > 0 for Q supervision")
-        if self.estimator not in ESTIMATORS:
-            raise bad("estimator", f"unknown du/dr estimator {self.estimator!r}",
-                      f"use one of {ESTIMATORS}")
-        if not self.dr > 0:
-            raise bad("dr", f"Δr must be > 0, got {self.dr}",
-                      "use a positive step such as 1e-3 (in float32, below ~1e-6 is noise)")
-        if bool(torch.tensor(self.dr, dtype=COMPUTE_DTYPE) == 0):
-            raise bad("dr", f"Δr = {self.dr:g} is 0 in {COMPUTE_DTYPE} (the dtype the agents "
-                      f"compute in), so the finite difference would be 0/0",
-                      "use Δr >= 1e-7, e.g. 1e-3 (float32's optimum is near sqrt(eps) ~ 3e-4)")
-        if self.estimator == "fd":
-            warn_unresolved_dr(self.dr)
-        if self.pairing not in PAIRINGS:
-            raise bad("pairing", f"unknown pairing {self.pairing!r}", f"use one of {PAIRINGS}")
-        if not 0 <= self.ratio <= 1:
-            raise bad("ratio", f"must lie in [0, 1], got {self.ratio}", "e.g. 0.25")
+            raise SettingError("quality", f"unknown quality {self.quality!r}", f"use one of "
+                               f"{QUALITIES} (or {IMPORTED!r} with an imported dataset)")
+        check_range("eta", self.eta, 0.0, fix="use η = 0 for behaviour cloning or η > 0 for "
+                    "Q supervision")
+        check_meanflow_settings(self.estimator, self.dr, self.xi, self.ratio, self.pairing,
+                                COMPUTE_DTYPE)
         for name in ("steps", "batch_size", "hidden", "depth", "critic_hidden",
                      "critic_depth", "n_q", "sample_steps", "flow_steps", "diffusion_steps",
                      "log_every", "cql_samples", "omar_samples", "omar_iters", "omar_sigma"):
-            if not getattr(self, name) > 0:
-                raise bad(name, f"must be > 0, got {getattr(self, name)}", "use a positive value")
+            check_range(name, getattr(self, name), 0, low_open=True,
+                        integer=types[name] is int, fix="use a positive value")
         for name in ("eval_every", "eval_episodes", "eval_max_steps", "checkpoint_every",
                      "stop_at", "threads", "seed", "data_seed", "cql_alpha", "adaptive_p",
                      "alpha", "policy_noise", "noise_clip"):
-            if getattr(self, name) < 0:
-                raise bad(name, f"must be >= 0, got {getattr(self, name)}", "use 0 or more")
+            check_range(name, getattr(self, name), 0, integer=types[name] is int,
+                        fix="use 0 or more")
         if self.algo in ("cql", "omar") and not self.policy_noise > 0:
-            raise bad("policy_noise", f"CQL(H) weighs its policy proposals by their Gaussian "
-                      f"density, which needs a std > 0, got {self.policy_noise}",
-                      "use policy_noise = 0.2 (OMAR's code)")
-        if not 0 <= self.gamma < 1 or not 0 < self.tau <= 1:
-            raise bad("gamma/tau", f"need 0 <= γ < 1 and 0 < τ <= 1, got {self.gamma}, "
-                      f"{self.tau}", "use γ = 0.99, τ = 0.005")
-        if not 0 <= self.omar_coef <= 1 or not 0 <= self.omar_elites <= self.omar_samples:
-            raise bad("omar_coef/omar_elites", f"need 0 <= c <= 1 and 0 <= elites <= samples, "
-                      f"got c = {self.omar_coef}, elites = {self.omar_elites}, samples = "
-                      f"{self.omar_samples}", "use omar_coef = 0.7, omar_elites = 0 (all "
-                      "candidates), omar_samples = 10")
+            raise SettingError("policy_noise", f"CQL(H) weighs its policy proposals by their "
+                               f"Gaussian density, which needs a std > 0, got "
+                               f"{self.policy_noise}", "use policy_noise = 0.2 (OMAR's code)")
+        check_range("gamma", self.gamma, 0.0, 1.0, high_open=True, fix="use γ = 0.99")
+        check_range("tau", self.tau, 0.0, 1.0, low_open=True, fix="use τ = 0.005")
+        check_range("omar_coef", self.omar_coef, 0.0, 1.0, fix="use omar_coef = 0.7")
+        check_range("omar_elites", self.omar_elites, 0, self.omar_samples, integer=True,
+                    fix="use omar_elites = 0 (all candidates) or at most omar_samples")
         if self.stop_at and self.stop_at >= self.steps:
-            raise bad("stop_at", f"{self.stop_at} is not before the last step {self.steps}",
-                      "use 0 to run to the end, or a step below `steps`")
-        try:
-            make_time_sampler(self.xi)
-        except ValueError as err:
-            raise bad("xi", str(err), "use uniform, beta55, logit_normal or 'a,b,c,d' "
-                      "with a, b > -1") from err
-        return self
+            raise SettingError("stop_at", f"{self.stop_at} is not before the last step "
+                               f"{self.steps}", "use 0 to run to the end, or a step below "
+                               "`steps`")
 
 
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
@@ -248,31 +230,6 @@ def _coerce(value: Any, want: type) -> Any:
     if want is int:
         return int(value)
     return value
-
-
-def unresolved_share(dr: float, dtype: torch.dtype = COMPUTE_DTYPE, n: int = 4096,
-                     ) -> tuple[float, float]:
-    """For r on an even grid of [0, 1): the share where Δr is below ``dtype``'s spacing at r
-    (so r + Δr rounds to r or jumps a whole spacing), and the share where r + Δr == r."""
-    r = (torch.arange(n, dtype=torch.float64) + 0.5).div(n).to(dtype)
-    spacing = torch.nextafter(r, torch.ones_like(r)) - r
-    below = (torch.tensor(dr, dtype=torch.float64) < spacing.double()).double().mean()
-    equal = (r + torch.tensor(dr, dtype=dtype) == r).double().mean()
-    return float(below), float(equal)
-
-
-def warn_unresolved_dr(dr: float, dtype: torch.dtype = COMPUTE_DTYPE) -> bool:
-    """Warn (``PrecisionWarning``) if Δr is below ``dtype``'s resolution for at least half
-    of r in [0, 1] (float32: Δr < 2^-24 ≈ 6e-8); return whether it warned."""
-    below, equal = unresolved_share(dr, dtype)
-    if below < 0.5:
-        return False
-    warnings.warn(f"config field 'dr': Δr = {dr:g} is below {dtype}'s spacing for "
-                  f"{below:.0%} of r in [0, 1] (r + Δr == r for {equal:.0%}), so the fd "
-                  f"estimate of du/dr there is 0 or rounding noise. Kept as asked (a Δr sweep "
-                  f"needs it); to train, use Δr ~ 1e-3 (float32's optimum is near "
-                  f"sqrt(eps) ~ 3e-4)", PrecisionWarning, stacklevel=3)
-    return True
 
 
 # Fields that only some algorithms read, and which: a change of such a field leaves the

@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 
+from om2p_lite.runtime.checks import SettingError
+
 BUDGET_ENV = "OM2P_BUDGET"
 
 
@@ -46,14 +48,18 @@ BUDGETS: dict[str, Budget] = {
 
 
 def get_budget(name: str | None = None, **overrides: float) -> Budget:
-    """Return the preset ``name`` (default: ``$OM2P_BUDGET``, else ``book``), with overrides."""
+    """Return the preset ``name`` (default: ``$OM2P_BUDGET``, else ``book``), with overrides.
+
+    A name from the environment is checked exactly like one passed in (a ``--budget``
+    flag): an unknown one is a ``SettingError`` that names where it came from.
+    """
+    field = "budget" if name is not None else BUDGET_ENV
     name = name if name is not None else os.environ.get(BUDGET_ENV, "book")
     key = name.strip().lower()
     if key not in BUDGETS:
-        raise ValueError(
-            f"unknown budget {name!r}: choose one of {sorted(BUDGETS)} "
-            f"(set {BUDGET_ENV}=smoke|book|full or pass name=...)"
-        )
+        how = (f"set {BUDGET_ENV} to one of {', '.join(sorted(BUDGETS))}, or unset it (then: "
+               f"book)" if field == BUDGET_ENV else f"use one of {', '.join(sorted(BUDGETS))}")
+        raise SettingError(field, f"unknown budget {name!r}", how)
     budget = BUDGETS[key]
     unknown = set(overrides) - set(budget.__dataclass_fields__)
     if unknown:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from om2p_lite.flows.meanflow import VelocityFn, meanflow_loss
+from om2p_lite.flows.meanflow import VelocityFn, check_estimator, meanflow_loss
 from om2p_lite.flows.sampling import sample_meanflow
 from om2p_lite.flows.stacked import sample_stacked, stacked_du_dr
 from om2p_lite.flows.timesteps import make_time_sampler, sample_r_t
@@ -38,6 +38,8 @@ class OM2PAgent(GenerativeQAgent):
             raise ValueError(f"members with estimators {sorted(estimators)} cannot share a "
                              f"population: only 'fd' and 'zero' mix")
         fd = [c.estimator == "fd" for c in cfgs]
+        for c in cfgs:  # once here, so the per-step du/dr never reads the Δr tensor back
+            check_estimator(c.estimator, c.dr)
         self.estimator = "fd" if any(fd) else cfgs[0].estimator
         dr = self.per_agent([c.dr if c.estimator == "fd" else 1.0 for c in cfgs])
         self.register_buffer("dr", dr.view(1, -1, 1), persistent=False)
