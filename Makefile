@@ -16,7 +16,7 @@ STAMP        := $(VENV)/.setup-done
 # Installed before the project so pip finds torch satisfied (this machine: a local CPU
 # wheel). Set TORCH_SPEC= (empty) to keep a torch you installed yourself, e.g. a CUDA build.
 TORCH_SPEC   ?= torch==2.13.0
-EXTRAS       ?= book,test,envs,scale
+EXTRAS       ?= book,test,envs,scale,download
 CHROMIUM     ?= /usr/bin/chromium
 OM2P_BUDGET  ?= book
 NOTEBOOKS    := $(sort $(wildcard book/*.ipynb))

@@ -1,4 +1,5 @@
-"""The ``data`` command: make | info | validate | import | export | reference | train-behaviour.
+"""The ``data`` command: make | info | validate | import | download | export | reference |
+train-behaviour.
 
 Not the top-level parser: ``om2p_lite.cli.main`` calls ``register(subparsers)`` to add it.
 """
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from om2p_lite.cli.args import OneLineParser, count, finite, positive
 from om2p_lite.data.behaviour import QUALITIES
+from om2p_lite.data.download import DEFAULT_REVISION, HUB_TASKS, REPO_ID
 from om2p_lite.data.npy_io import ACTION_LAYOUTS, IMPORT_QUALITIES, IMPORTED
 from om2p_lite.envs import TASKS
 
@@ -110,6 +112,32 @@ def cmd_import(args: argparse.Namespace) -> int:
           f"{len(ds.episode_bounds())} episodes, {meta['checksum']}\n  train on it with: "
           f"python -m om2p_lite train --dataset {args.out} --task {meta['task']} "
           f"--quality {meta['quality']}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    """Fetch the authors' published sets from the Hub, check them, import each to one .npz."""
+    from om2p_lite.data.download import download, provenance_path
+    from om2p_lite.runtime.record import portable_path
+
+    if args.folder and len(args.task) * len(args.quality) > 1:
+        raise ValueError("--folder: names one set, but several --task/--quality were given. "
+                         "Fix: pass one --task and one --quality with --folder")
+    for task in args.task:
+        for quality in args.quality:
+            out = download(task, quality, args.seed, out_dir=args.out_dir,
+                           revision=args.revision, endpoint=args.endpoint, repo_id=args.repo,
+                           folder=args.folder, action_layout=args.action_layout,
+                           cache_dir=args.cache_dir, force_download=args.force_download)
+            if out is None:
+                continue
+            meta = json.loads(provenance_path(out).read_text())
+            print(f"wrote {portable_path(out)}: task {meta['task']}, {meta['transitions']} "
+                  f"transitions, {meta['dataset_checksum']}\n  from {meta['repo']} commit "
+                  f"{meta['commit']} (pin it with --revision {meta['commit']})\n  file "
+                  f"checksums in {portable_path(provenance_path(out))}\n  train on it with: "
+                  f"python -m om2p_lite train --dataset {portable_path(out)} --task "
+                  f"{meta['task']} --quality {quality}")
     return 0
 
 
@@ -219,6 +247,33 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "(the official OM2P code's MPE fork), mapped to the same force in "
                    "Spread's or Tag's 5-d actions")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("download", help="fetch the OM2P authors' published data set from the "
+                       "Hugging Face Hub (needs the download extra), check it, import it")
+    p.add_argument("--task", nargs="+", choices=tuple(HUB_TASKS), default=["spread"],
+                   help="task(s) to fetch (default: spread)")
+    p.add_argument("--quality", nargs="+", choices=QUALITIES, default=["expert"],
+                   help="quality(ies) to fetch (default: expert)")
+    p.add_argument("--seed", type=int, default=0, help="the set's seed folder, seed_S_data "
+                   "(default 0)")
+    p.add_argument("--out-dir", default=None, help="where the .npz and its provenance go "
+                   "(default data/cache/official, or $OM2P_DATA_DIR/official); an existing "
+                   "file is skipped, never replaced")
+    p.add_argument("--revision", default=DEFAULT_REVISION, help="branch, tag or commit to "
+                   "fetch (default main); the commit it resolves to is recorded")
+    p.add_argument("--endpoint", default=None, help="Hub URL (default $HF_ENDPOINT, else "
+                   "huggingface_hub's own, https://huggingface.co)")
+    p.add_argument("--repo", default=REPO_ID, help=f"data set repository (default {REPO_ID})")
+    p.add_argument("--folder", default=None, help="the set's folder in the repository "
+                   "(default ENV/QUALITY/seed_S_data, ENV as the official code names the task)")
+    p.add_argument("--action-layout", choices=ACTION_LAYOUTS, default=None,
+                   help="the files' actions (default: force-xy for MPE, native for "
+                   "halfcheetah), as in data import")
+    p.add_argument("--cache-dir", default=None, help="where the raw files are kept (default "
+                   "huggingface_hub's cache, $HF_HOME/hub)")
+    p.add_argument("--force-download", action="store_true", help="fetch the files again even "
+                   "if cached (after a failed digest check)")
+    p.set_defaults(func=cmd_download)
 
     p = sub.add_parser("export", help="export a dataset to the per-agent .npy layout")
     p.add_argument("path")
