@@ -86,24 +86,48 @@ def test_reading_c_data_decide() -> None:
 
 @pytest.fixture(scope="module")
 def tiny_grid(tmp_path_factory) -> Path:
-    from om2p_lite.data import save_dataset
-    from om2p_lite.data.generate import make_dataset
+    """A real grid on the generated smoke data set (in a temporary data folder, so that
+    its config.json names it the way stored runs do)."""
     from om2p_lite.rl.experiment import run_experiment
 
     root = tmp_path_factory.mktemp("grid")
-    data = save_dataset(make_dataset("spread", "expert", 0, n_transitions=200)[0],
-                        root / "spread.npz")
     doc = {"results_dir": str(root / "r"),
            "grid": {"algos": ["bc", "flowq", "om2p"], "tasks": ["spread"],
                     "qualities": ["expert"], "seeds": [0, 1]},
            "config": dict(steps=4, batch_size=8, hidden=8, depth=1, critic_hidden=8,
                           critic_depth=1, eval_every=2, eval_episodes=3, eval_max_steps=5,
-                          log_every=2, progress=False, threads=1, dataset=str(data),
+                          log_every=2, progress=False, threads=1, data_budget="smoke",
                           flow_steps=2),
            "variants": {"eta0.3": {"eta": 0.3, "algos": ["om2p"]},
                         "eta3": {"eta": 3.0, "algos": ["om2p"]}}}
-    run_experiment(doc)
-    return root / "r"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OM2P_DATA_DIR", str(root / "data"))
+        run_experiment(doc)
+        yield root / "r"
+
+
+def test_smoke_rerun_keeps_only_the_exclusions_of_its_smaller_grid(monkeypatch) -> None:
+    from om2p_lite.book import curves
+
+    seen = {}
+
+    def run_experiment(doc: dict, **kwargs) -> None:  # the grid it would run, kept
+        seen["doc"] = doc
+
+    def stop(root: Path) -> None:
+        raise StopIteration
+
+    monkeypatch.setattr("om2p_lite.rl.experiment.run_experiment", run_experiment)
+    monkeypatch.setattr(curves, "load_runs", stop)
+    with pytest.raises(StopIteration):
+        curves.load_sweep(curves.REPO / "data/experiments/budget_test.toml", "smoke",
+                          smoke_grid={"tasks": ["world"], "qualities": ["medium-replay"]})
+    assert "exclude" not in seen["doc"]["grid"]
+    with pytest.raises(StopIteration):
+        curves.load_sweep(curves.REPO / "data/experiments/budget_test.toml", "smoke",
+                          smoke_grid={"tasks": ["spread"]})
+    assert "spread/expert/cql" in seen["doc"]["grid"]["exclude"]
+    assert not any(c.startswith("world") for c in seen["doc"]["grid"]["exclude"])
 
 
 def test_load_episodes_and_reading_of_a_real_grid(tiny_grid: Path) -> None:
@@ -116,6 +140,13 @@ def test_load_episodes_and_reading_of_a_real_grid(tiny_grid: Path) -> None:
     assert set(conv["label"]) == {"flowq", "om2p/eta0.3", "om2p/eta3"}
     out = ev.reading(episodes, probes, OM2P, early_step=2000)
     assert len(out) == 1 and out.iloc[0]["readings"] in {"a", "b", "c", "a+c", "b+c", "none"}
+    from om2p_lite.book.curves import load_runs, load_train_logs
+
+    logs = load_train_logs(tiny_grid, ("q_data", "q_pi"))  # data set: the fixture's
+    check = ev.sweep_convergence(load_runs(tiny_grid), logs)
+    assert set(check["algo"]) == {"flowq", "om2p"} and (check["mc"] < 0).all()
+    assert check["gap"].notna().all()
+    assert np.allclose(check["ratio"], check["q_data"] / check["mc"])
     with pytest.raises(FileNotFoundError, match="no results folder. Fix: run"):
         ev.load_episodes(tiny_grid / "spread" / "expert" / "nothing")
     (tiny_grid.parent / "empty").mkdir()

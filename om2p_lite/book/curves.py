@@ -557,6 +557,14 @@ def load_sweep(experiment: str | Path, budget: str | None = None,
             raise ValueError(f"smoke_grid: unknown key(s) {unknown}. Fix: replace only "
                              f"algos, tasks or qualities")
         doc["grid"].update(smoke_grid or {})
+        if "exclude" in doc["grid"]:  # only the cells the smaller grid still has
+            grid = doc["grid"]
+            kept = [c for c in grid["exclude"] if c.split("/")[0] in grid["tasks"]
+                    and c.split("/")[1] in grid["qualities"]
+                    and "/".join(c.split("/")[2:]) in grid["algos"]]
+            grid["exclude"] = kept
+            if not kept:
+                del grid["exclude"]
         doc["grid"]["seeds"] = doc["grid"]["seeds"][:SMOKE_SEEDS]
         root = Path(tempfile.mkdtemp(prefix=f"om2p-{experiment.stem}-"))
         try:

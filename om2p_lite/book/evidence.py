@@ -128,26 +128,34 @@ def train_log_convergence(logs: pd.DataFrame, mc: dict[tuple[str, str], float]
                           ) -> pd.DataFrame:
     """The same check for runs made before the probe: each run's last logged batch-mean
     Q(o, a_data) (``q_data``) against the mean MC target of its whole data set
-    (``mc[(task, quality)]``); means over seeds per (task, quality, algo)."""
+    (``mc[(task, quality)]``), and the gap ``q_pi`` - ``q_data`` where the log has
+    ``q_pi``; means over seeds per (task, quality, algo)."""
     df = logs.dropna(subset=["q_data"])
     last = df.groupby([*("task", "quality", "algo", "variant"), "seed"])["step"] \
         .transform("max")
     df = df[df["step"] == last]
-    df = df.assign(mc=[mc[(t, q)] for t, q in zip(df["task"], df["quality"], strict=True)])
+    df = df.assign(mc=[mc[(t, q)] for t, q in zip(df["task"], df["quality"], strict=True)],
+                   gap=df["q_pi"] - df["q_data"] if "q_pi" in df else np.nan)
     out = df.groupby(["task", "quality", "algo"], as_index=False).agg(
         step=("step", "max"), q_data=("q_data", "mean"), mc=("mc", "mean"),
-        seeds=("seed", "size"))
+        gap=("gap", "mean"), seeds=("seed", "size"))
     return out.assign(ratio=out["q_data"] / out["mc"])
 
 
-def dataset_mc(task: str, quality: str, gamma: float, budget: str, seed: int = 0,
-               reward_variant: str = "mpe2") -> float:
-    """Mean MC target over every transition and agent of a data set (eq-mc-target)."""
-    from om2p_lite.data.generate import get_dataset
+def sweep_convergence(runs: pd.DataFrame, logs: pd.DataFrame) -> pd.DataFrame:
+    """``train_log_convergence`` of a sweep (``curves.load_sweep(..., log_columns=
+    ("q_data", "q_pi"))``): each data set's MC target (eq-mc-target) from the very data set and γ
+    that its first run's ``config.json`` names."""
+    from om2p_lite.book.curves import CONFIG
+    from om2p_lite.data.run_data import load_data
+    from om2p_lite.rl.config import TrainConfig
     from om2p_lite.rl.convergence import mc_returns
 
-    ds = get_dataset(task, quality, seed, budget, reward_variant=reward_variant)
-    return float(mc_returns(ds, gamma).mean())
+    mc = {}
+    for (task, quality), block in runs.groupby(["task", "quality"], sort=False):
+        cfg = TrainConfig.from_dict(_read_json(Path(block["path"].iloc[0]) / CONFIG))
+        mc[(task, quality)] = float(mc_returns(load_data(cfg), cfg.gamma).mean())
+    return train_log_convergence(logs, mc)
 
 
 def reading(episodes: pd.DataFrame, probes: pd.DataFrame, om2p: Sequence[str],
