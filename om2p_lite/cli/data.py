@@ -254,7 +254,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="task(s) to fetch (default: spread)")
     p.add_argument("--quality", nargs="+", choices=QUALITIES, default=["expert"],
                    help="quality(ies) to fetch (default: expert)")
-    p.add_argument("--seed", type=int, default=0, help="the set's seed folder, seed_S_data "
+    p.add_argument("--seed", type=count, default=0, help="the set's seed folder, seed_S_data "
                    "(default 0)")
     p.add_argument("--out-dir", default=None, help="where the .npz and its provenance go "
                    "(default data/cache/official, or $OM2P_DATA_DIR/official); an existing "
