@@ -167,3 +167,23 @@ def test_git_commit_of_a_copy_without_git_comes_from_the_sender(tmp_path, monkey
     monkeypatch.setenv("OM2P_GIT_COMMIT", "HEAD; rm -rf /")
     with pytest.raises(ValueError, match="OM2P_GIT_COMMIT"):
         git_commit(tmp_path)
+
+
+def test_package_commit_is_read_once_so_a_loaded_machine_cannot_lose_it(monkeypatch):
+    """A grid's later results keep the commit read at start, even if git then times out."""
+    import subprocess as sp
+
+    from om2p_lite.runtime import record
+
+    monkeypatch.delenv("OM2P_GIT_COMMIT", raising=False)
+    record._package_commit.cache_clear()
+    first = record.git_commit()
+
+    def timeout(*args, **kwargs):
+        raise sp.TimeoutExpired(args[0], 120)
+
+    monkeypatch.setattr(record.subprocess, "run", timeout)
+    assert record.git_commit() == first
+    record._package_commit.cache_clear()
+    assert record.git_commit() == "unknown"  # what an uncached read under load gave
+    record._package_commit.cache_clear()

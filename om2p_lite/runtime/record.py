@@ -113,14 +113,30 @@ def git_commit(path: str | Path | None = None) -> str:
     named = _commit_from_env()
     if named:  # the sender of a copied tree knows its commit best
         return named
-    cwd = Path(path) if path else Path(__file__).resolve().parent
+    if path is None:
+        return _package_commit()
+    return _read_commit(Path(path))
+
+
+@functools.lru_cache(maxsize=1)
+def _package_commit() -> str:
+    """The package's commit, read once per process: the code that runs is the code imported.
+
+    Read once, a loaded machine cannot turn a later result's commit into 'unknown' (a
+    ``git status`` over a large tree can take seconds while every core trains).
+    """
+    return _read_commit(Path(__file__).resolve().parent)
+
+
+def _read_commit(cwd: Path) -> str:
+    """``git rev-parse HEAD`` plus the dirty mark at ``cwd``, or 'unknown' without git."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()
+                             text=True, check=True, timeout=120).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no",
                                 "--", ":/", ":(exclude,top)data/results"],
                                cwd=cwd, capture_output=True, text=True, check=True,
-                               timeout=10).stdout.strip()
+                               timeout=120).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{sha}-dirty" if dirty else sha
