@@ -63,7 +63,8 @@ def test_eval_rows_carry_episodes_and_probe(algo: str, spread, tmp_path: Path) -
         if algo == "bc":
             assert "q_probe" not in e
         else:
-            assert np.isfinite([e["q_probe"], e["q_pi_probe"], e["mc_probe"]]).all()
+            assert np.isfinite([e["q_probe"], e["q_pi_probe"], e["mc_probe"],
+                                e["q_err_probe"]]).all()
             assert e["mc_probe"] < 0  # Spread's rewards are negative distances
     assert out["final"]["returns"] == evals[-1]["returns"]
     csv = pd.read_csv(tmp_path / "metrics.csv")
@@ -81,6 +82,39 @@ def test_probe_is_the_same_rows_for_every_member(spread) -> None:
     before = [p.clone() for p in agent.parameters()]
     state = torch.get_rng_state()
     row = one.measure(agent)[0]
-    assert set(row) == {"q_probe", "q_pi_probe", "mc_probe"}
+    assert set(row) == {"q_probe", "q_pi_probe", "mc_probe", "q_err_probe"}
     assert torch.equal(torch.get_rng_state(), state)  # training's random stream untouched
     assert all(torch.equal(a, b) for a, b in zip(before, agent.parameters(), strict=True))
+
+
+class _FixedCritic:
+    """A stand-in agent whose critic returns a given table of Q values, whatever the input."""
+
+    uses_critic = True
+
+    def __init__(self, q: torch.Tensor) -> None:
+        self.q = q  # (B, P·A)
+
+    def act(self, obs: torch.Tensor, gens: list) -> torch.Tensor:
+        return torch.zeros(obs.shape[0], obs.shape[1], 1)
+
+    def critic(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.q[None]  # one ensemble member
+
+
+def test_relative_error_reads_where_the_mean_target_is_near_zero(spread) -> None:
+    """‖Q − G‖/‖G‖ (eq-q-rel-err): 0 at the fixed point, 1 for a critic that says 0, and
+    large for a critic whose mean is right but whose values are not, where the ratio of
+    means would call it converged."""
+    probe = CriticProbe(spread, 0.99, 2, "cpu")
+    g = probe.g.clone()  # (B, 2·A)
+    A = g.shape[1] // 2
+    exact = probe.measure(_FixedCritic(g))
+    assert [r["q_err_probe"] for r in exact] == pytest.approx([0.0, 0.0], abs=1e-6)
+    zero = probe.measure(_FixedCritic(torch.zeros_like(g)))
+    assert [r["q_err_probe"] for r in zero] == pytest.approx([1.0, 1.0], rel=1e-5)
+    # member 0 exact, member 1 a constant at the mean target: its ratio of means is 1
+    flat = torch.cat([g[:, :A], torch.full_like(g[:, A:], probe.mc)], 1)
+    rows = probe.measure(_FixedCritic(flat))
+    assert rows[1]["q_probe"] == pytest.approx(probe.mc, rel=1e-5)
+    assert rows[0]["q_err_probe"] < 1e-6 < 0.05 < rows[1]["q_err_probe"]

@@ -147,6 +147,11 @@ def test_load_episodes_and_reading_of_a_real_grid(tiny_grid: Path) -> None:
     assert set(check["algo"]) == {"flowq", "om2p"} and (check["mc"] < 0).all()
     assert check["gap"].notna().all()
     assert np.allclose(check["ratio"], check["q_data"] / check["mc"])
+    assert conv["error"].between(0, 10).all()  # logged by every new run with a critic
+    spread = ev.target_spread(load_runs(tiny_grid))
+    row = spread.iloc[0]  # Spread's rewards are all negative: a mean a ratio can read
+    assert len(spread) == 1 and row["mc"] == pytest.approx(-row["mc_abs"])
+    assert not row["near_zero"] and row["mc"] == pytest.approx(check["mc"].iloc[0])
     with pytest.raises(FileNotFoundError, match="no results folder. Fix: run"):
         ev.load_episodes(tiny_grid / "spread" / "expert" / "nothing")
     (tiny_grid.parent / "empty").mkdir()

@@ -61,7 +61,7 @@ def rows(folder: str | Path) -> list[dict]:
 
 # the critic probe runs the stacked networks on 4096 rows, where matmul kernels
 # may round differently with the population's size: equal to float32 rounding, not bits
-PROBE_FIELDS = ("q_probe", "q_pi_probe")
+PROBE_FIELDS = ("q_probe", "q_pi_probe", "q_err_probe")
 
 
 def assert_same_run(a: dict, b: dict) -> None:

@@ -24,6 +24,8 @@ from om2p_lite.book.curves import RESULT, _keys_from_path, _read_json, run_folde
 SE_RULE = 2.0  # "X above Y" means d > 2 SE (the pre-registered rule)
 CONVERGED = 0.5  # a critic has trained when Q(o, a_data) reaches half its MC target
 MARGIN = 10.0  # equivalence margin in normalised points: the 90 % interval within ±10
+PROBES = ("q_probe", "q_pi_probe", "mc_probe", "q_err_probe")  # rl.convergence.CriticProbe
+NEAR_ZERO = 0.2  # a mean target below 0.2 of the targets' spread: the ratio cannot read
 GENERATIVE_Q = ("flowq", "om2p", "om2p-official", "diffusionq")  # Q-guided generative actors
 READINGS = {"a": "the budget was the cause",
             "b": "OM2P's one-step Q path is at fault",
@@ -48,7 +50,8 @@ def load_episodes(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     episodes: one row per run, evaluation and episode (keys, label, seed, step, episode,
     return, normalised); probes: one row per run and evaluation with the critic probe
-    (q_probe, q_pi_probe, mc_probe; NaN for a run without a critic or made before them).
+    (q_probe, q_pi_probe, mc_probe, q_err_probe; NaN for a run without a critic or made
+    before them).
     """
     root = Path(root)
     episodes, probes = [], []
@@ -67,7 +70,7 @@ def load_episodes(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
                 "episode": np.arange(len(rets)), "return": rets,
                 "normalised": norm[0] + norm[1] * rets if norm else np.nan}))
             probes.append(base | {k: float(ev.get(k, np.nan))
-                                  for k in ("q_probe", "q_pi_probe", "mc_probe")})
+                                  for k in PROBES})
     if not episodes:
         raise FileNotFoundError(f"{root}: no finished runs. Fix: run the experiment's grid "
                                 f"command (its file names it) and read again")
@@ -113,15 +116,40 @@ def paired(x: pd.Series, y: pd.Series, margin: float = MARGIN) -> dict[str, Any]
 
 def critic_convergence(probes: pd.DataFrame) -> pd.DataFrame:
     """Per (task, quality, label) at the last evaluation, means over seeds: Q(o, a_data),
-    its MC target, their ratio (1 = the fixed point) and the gap Q(o, a_π) - Q(o, a_data)."""
+    its MC target, their ratio (1 = the fixed point), the relative error ‖Q − G‖ / ‖G‖
+    (``error``, 0 = the fixed point; NaN for runs made before it was logged) and the gap
+    Q(o, a_π) - Q(o, a_data)."""
     df = probes.dropna(subset=["q_probe"])
+    if "q_err_probe" not in df:
+        df = df.assign(q_err_probe=np.nan)
     last = df.groupby(["task", "quality", "label", "seed"])["step"].transform("max")
     df = df[df["step"] == last].assign(ratio=lambda f: f["q_probe"] / f["mc_probe"],
                                        gap=lambda f: f["q_pi_probe"] - f["q_probe"])
     out = df.groupby(["task", "quality", "label"], as_index=False).agg(
         step=("step", "max"), q_data=("q_probe", "mean"), mc=("mc_probe", "mean"),
-        ratio=("ratio", "mean"), gap=("gap", "mean"), seeds=("seed", "size"))
+        ratio=("ratio", "mean"), error=("q_err_probe", "mean"), gap=("gap", "mean"),
+        seeds=("seed", "size"))
     return out
+
+
+def target_spread(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, quality) of ``runs`` (a sweep's frame): the mean MC target Ḡ, the mean
+    |G| and ``near_zero`` = |Ḡ| < NEAR_ZERO · mean |G|, where rewards of both signs cancel
+    and a ratio of means cannot say whether a critic trained (eq-mc-target, the data set
+    and γ of the data set's first ``config.json``)."""
+    from om2p_lite.book.curves import CONFIG
+    from om2p_lite.data.run_data import load_data
+    from om2p_lite.rl.config import TrainConfig
+    from om2p_lite.rl.convergence import mc_returns
+
+    rows = []
+    for (task, quality), block in runs.groupby(["task", "quality"], sort=False):
+        cfg = TrainConfig.from_dict(_read_json(Path(block["path"].iloc[0]) / CONFIG))
+        g = mc_returns(load_data(cfg), cfg.gamma)
+        rows.append({"task": task, "quality": quality, "mc": float(g.mean()),
+                     "mc_abs": float(np.abs(g).mean()),
+                     "near_zero": bool(abs(g.mean()) < NEAR_ZERO * np.abs(g).mean())})
+    return pd.DataFrame(rows)
 
 
 def train_log_convergence(logs: pd.DataFrame, mc: dict[tuple[str, str], float]

@@ -50,7 +50,10 @@ class CriticProbe:
 
     ``measure(agent)`` returns, per member (mean over its agents and the probe rows):
     ``q_probe`` = Q(o, a_data), ``q_pi_probe`` = Q(o, a_π) (the overestimation gap is their
-    difference), and ``mc_probe``, the Monte-Carlo target of the same rows (eq-mc-target).
+    difference), ``mc_probe``, the Monte-Carlo target of the same rows (eq-mc-target), and
+    ``q_err_probe`` = ‖Q(o, a_data) − G‖ / ‖G‖ over rows and agents (eq-q-rel-err): 0 at
+    the fixed point, 1 for a critic that says 0. Unlike the ratio of means it still reads
+    where rewards of both signs leave the mean target near 0.
     """
 
     def __init__(self, ds: Any, gamma: float, n_members: int, device: torch.device | str,
@@ -64,7 +67,11 @@ class CriticProbe:
                                    device=device)  # (B, P·A, D)
         self.actions = torch.as_tensor(np.tile(ds.actions[rows], (1, P, 1)),
                                        dtype=torch.float32, device=device)  # (B, P·A, d)
-        self.mc = float(mc_returns(ds, gamma)[rows].mean())
+        g = mc_returns(ds, gamma)[rows]  # (B, A)
+        self.mc = float(g.mean())
+        self.g = torch.as_tensor(np.tile(g, (1, P)), dtype=torch.float32,
+                                 device=device)  # (B, P·A)
+        self.g_norm = float(np.sqrt((g ** 2).mean()))
 
     @torch.no_grad()
     def measure(self, agent: Any) -> list[dict[str, float]]:
@@ -80,8 +87,10 @@ class CriticProbe:
         q_pi = agent.critic(self.obs, a_pi).mean(0)  # (B, P·A)
         data = q_data.mean(0).view(P, -1).mean(1).tolist()
         pi = q_pi.mean(0).view(P, -1).mean(1).tolist()
-        return [{"q_probe": d, "q_pi_probe": p, "mc_probe": self.mc}
-                for d, p in zip(data, pi, strict=True)]
+        sq = ((q_data - self.g) ** 2).mean(0).view(P, -1).mean(1)  # (P,)
+        err = (sq.sqrt() / self.g_norm if self.g_norm else sq * float("nan")).tolist()
+        return [{"q_probe": d, "q_pi_probe": p, "mc_probe": self.mc,  # (eq-q-rel-err)
+                 "q_err_probe": e} for d, p, e in zip(data, pi, err, strict=True)]
 
 
 def convergence(q: float, mc: float) -> float:
