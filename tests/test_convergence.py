@@ -82,7 +82,7 @@ def test_probe_is_the_same_rows_for_every_member(spread) -> None:
     before = [p.clone() for p in agent.parameters()]
     state = torch.get_rng_state()
     row = one.measure(agent)[0]
-    assert set(row) == {"q_probe", "q_pi_probe", "mc_probe", "q_err_probe"}
+    assert set(row) == {"q_probe", "q_pi_probe", "mc_probe", "q_err_probe", "mc_rms_probe"}
     assert torch.equal(torch.get_rng_state(), state)  # training's random stream untouched
     assert all(torch.equal(a, b) for a, b in zip(before, agent.parameters(), strict=True))
 
@@ -118,3 +118,4 @@ def test_relative_error_reads_where_the_mean_target_is_near_zero(spread) -> None
     rows = probe.measure(_FixedCritic(flat))
     assert rows[1]["q_probe"] == pytest.approx(probe.mc, rel=1e-5)
     assert rows[0]["q_err_probe"] < 1e-6 < 0.05 < rows[1]["q_err_probe"]
+    assert rows[0]["mc_rms_probe"] == pytest.approx(float(g.square().mean().sqrt()), rel=1e-5)

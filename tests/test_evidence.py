@@ -157,3 +157,40 @@ def test_load_episodes_and_reading_of_a_real_grid(tiny_grid: Path) -> None:
     (tiny_grid.parent / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no finished runs. Fix: run"):
         ev.load_episodes(tiny_grid.parent / "empty")
+
+
+def protocol_probes(curves: dict[tuple[str, str], list[float]], err: float = 0.2
+                    ) -> pd.DataFrame:
+    """Probe rows of two seeds at steps 1000..6000 per (quality, label) from mean-Q curves."""
+    rows = []
+    for (quality, lab), qs in curves.items():
+        for k, q in enumerate(qs):
+            for s in (0, 1):
+                rows.append({"task": "spread", "quality": quality, "label": lab, "seed": s,
+                             "step": 1000 * (k + 1), "q_probe": q + (0.01 if s else -0.01),
+                             "q_err_probe": err, "mc_rms_probe": 10.0})
+    return pd.DataFrame(rows)
+
+
+def test_protocol_reading_picks_the_first_protocol_settled_everywhere() -> None:
+    rising = [-1.0, -2.0, -3.0, -4.0, -5.0, -6.0]  # moves 2 per 2000 steps > 5 % of 10
+    flat_from_3000 = [-1.0, -4.0, -7.0, -7.1, -7.2, -7.2]  # settled from step 5000
+    flat_from_4000 = [-1.0, -3.0, -5.0, -7.0, -7.1, -7.2]  # settled from step 6000
+    probes = protocol_probes({
+        ("expert", "td3bc/fast"): flat_from_3000, ("random", "td3bc/fast"): flat_from_4000,
+        ("expert", "td3bc/omar"): flat_from_4000, ("random", "td3bc/omar"): flat_from_4000,
+        ("expert", "td3bc/book"): rising, ("random", "td3bc/book"): flat_from_3000})
+    table, choice = ev.protocol_reading(probes, ["td3bc/omar", "td3bc/fast", "td3bc/book"])
+    settled = table.set_index(["quality", "label"])["settled"]
+    assert settled[("expert", "td3bc/fast")] == 5000  # step 4000 moved 3.1 from step 2000
+    assert settled[("random", "td3bc/fast")] == 6000
+    assert np.isnan(settled[("expert", "td3bc/book")])
+    # fast and omar both settle everywhere by 6000: the tie goes to the preferred omar
+    assert choice == {"protocol": "td3bc/omar", "steps": 6000, "qualifies": True,
+                      "unsettled": []}
+    # a critic far from its target on expert data is not settled, however flat
+    far = protocol_probes({("expert", "td3bc/omar"): flat_from_3000,
+                           ("random", "td3bc/omar"): flat_from_3000}, err=0.8)
+    table, choice = ev.protocol_reading(far, ["td3bc/omar"])
+    assert choice["qualifies"] is False and choice["unsettled"] == [("spread", "expert")]
+    assert choice["steps"] == 6000  # none qualifies: the file's longest

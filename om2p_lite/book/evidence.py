@@ -24,7 +24,8 @@ from om2p_lite.book.curves import RESULT, _keys_from_path, _read_json, run_folde
 SE_RULE = 2.0  # "X above Y" means d > 2 SE (the pre-registered rule)
 CONVERGED = 0.5  # a critic has trained when Q(o, a_data) reaches half its MC target
 MARGIN = 10.0  # equivalence margin in normalised points: the 90 % interval within ±10
-PROBES = ("q_probe", "q_pi_probe", "mc_probe", "q_err_probe")  # rl.convergence.CriticProbe
+# the critic probe's fields (rl.convergence.CriticProbe)
+PROBES = ("q_probe", "q_pi_probe", "mc_probe", "q_err_probe", "mc_rms_probe")
 NEAR_ZERO = 0.2  # a mean target below 0.2 of the targets' spread: the ratio cannot read
 GENERATIVE_Q = ("flowq", "om2p", "om2p-official", "diffusionq")  # Q-guided generative actors
 READINGS = {"a": "the budget was the cause",
@@ -238,3 +239,70 @@ def reading(episodes: pd.DataFrame, probes: pd.DataFrame, om2p: Sequence[str],
                      "text": "; ".join(READINGS[r] for r in found)
                      or "none of the three: undecided at this power"})
     return pd.DataFrame(rows)
+
+
+# --- the protocol test (data/experiments/protocol_test.toml): which protocol trains critics
+STABLE_WINDOW = 2000  # steps over which a trained critic's mean Q moves little
+STABLE_SHARE = 0.05  # "little": by at most 5 % of ‖G‖
+CLOSE = 0.5  # e = ‖Q − G‖ / ‖G‖ at most 0.5 where the policy stays near the data's
+CLOSE_QUALITIES = ("expert", "medium")  # data whose behaviour a BC-anchored actor follows
+
+
+def settled_step(curve: pd.DataFrame, quality: str) -> float:
+    """First evaluation step from which the critic is converged at every later one, NaN if
+    never. ``curve``: one method on one data set, means over seeds by step (columns step,
+    q_probe, q_err_probe, mc_rms_probe). Converged at n: |Q̄(n) − Q̄(n − STABLE_WINDOW)| ≤
+    STABLE_SHARE · ‖G‖ (never against step 0's untrained critic) and, on
+    CLOSE_QUALITIES, e(n) ≤ CLOSE."""
+    c = curve.sort_values("step").set_index("step")
+    ok = {}
+    for n, row in c.iterrows():
+        if n - STABLE_WINDOW <= 0 or n - STABLE_WINDOW not in c.index:  # not vs step 0
+            ok[n] = False
+            continue
+        moved = abs(row["q_probe"] - c.loc[n - STABLE_WINDOW, "q_probe"])
+        ok[n] = bool(moved <= STABLE_SHARE * row["mc_rms_probe"]) and \
+            (quality not in CLOSE_QUALITIES or bool(row["q_err_probe"] <= CLOSE))
+    settled = float("nan")
+    for n in sorted(ok, reverse=True):  # walk back from the end while it holds
+        if not ok[n]:
+            break
+        settled = float(n)
+    return settled
+
+
+def protocol_reading(probes: pd.DataFrame, preferred: Sequence[str]
+                     ) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The protocol test's rules (protocol_test.toml): per data set and protocol (label),
+    the settled step; then the choice. A protocol qualifies when it settles on every data
+    set; the qualifying one with the smallest worst-case settled step wins, ties going to
+    the earlier of ``preferred``. If none qualifies: the one settled on most data sets
+    (ties: ``preferred``), its steps the file's maximum, the others listed."""
+    mean = (probes.dropna(subset=["q_probe"])
+            .groupby(["task", "quality", "label", "step"], as_index=False)
+            [["q_probe", "q_err_probe", "mc_rms_probe"]].mean())
+    rows = [{"task": t, "quality": q, "label": lab, "settled": settled_step(g, q),
+             "error": float(g.loc[g["step"].idxmax(), "q_err_probe"])}
+            for (t, q, lab), g in mean.groupby(["task", "quality", "label"], sort=False)]
+    table = pd.DataFrame(rows)
+    n_sets = table.groupby(["task", "quality"]).ngroups
+    order = {lab: k for k, lab in enumerate(preferred)}
+    summary = []
+    for lab, g in table.groupby("label"):
+        done = int(g["settled"].notna().sum())
+        summary.append({"label": lab, "settled_on": done,
+                        "worst": float(g["settled"].max()) if done == n_sets else np.inf,
+                        "rank": order.get(lab, len(order))})
+    s = pd.DataFrame(summary)
+    qualifying = s[s["settled_on"] == n_sets]
+    if len(qualifying):
+        best = qualifying.sort_values(["worst", "rank"]).iloc[0]
+        steps = int(best["worst"])
+    else:
+        best = s.sort_values(["settled_on", "rank"], ascending=[False, True]).iloc[0]
+        steps = int(mean["step"].max())
+    unsettled = table[(table["label"] == best["label"]) & table["settled"].isna()]
+    return table, {"protocol": best["label"], "steps": steps,
+                   "qualifies": bool(len(qualifying)),
+                   "unsettled": list(zip(unsettled["task"], unsettled["quality"],
+                                         strict=True))}

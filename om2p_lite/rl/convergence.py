@@ -53,7 +53,8 @@ class CriticProbe:
     difference), ``mc_probe``, the Monte-Carlo target of the same rows (eq-mc-target), and
     ``q_err_probe`` = ‖Q(o, a_data) − G‖ / ‖G‖ over rows and agents (eq-q-rel-err): 0 at
     the fixed point, 1 for a critic that says 0. Unlike the ratio of means it still reads
-    where rewards of both signs leave the mean target near 0.
+    where rewards of both signs leave the mean target near 0. ``mc_rms_probe`` = ‖G‖, the
+    scale against which a change of Q is judged.
     """
 
     def __init__(self, ds: Any, gamma: float, n_members: int, device: torch.device | str,
@@ -90,7 +91,8 @@ class CriticProbe:
         sq = ((q_data - self.g) ** 2).mean(0).view(P, -1).mean(1)  # (P,)
         err = (sq.sqrt() / self.g_norm if self.g_norm else sq * float("nan")).tolist()
         return [{"q_probe": d, "q_pi_probe": p, "mc_probe": self.mc,  # (eq-q-rel-err)
-                 "q_err_probe": e} for d, p, e in zip(data, pi, err, strict=True)]
+                 "q_err_probe": e, "mc_rms_probe": self.g_norm}
+                for d, p, e in zip(data, pi, err, strict=True)]
 
 
 def convergence(q: float, mc: float) -> float:
