@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -217,7 +218,7 @@ def test_filesystem_problems_name_the_path_and_the_fix(tmp_path: Path, dataset_p
 def test_unwritable_results_dir_is_refused(tmp_path: Path, dataset_path,
                                            monkeypatch) -> None:
     # as if the folder were someone else's (chmod cannot show it: root writes anywhere)
-    monkeypatch.setattr(ex.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(ValueError, match=rf"cannot write in {tmp_path} \(permission denied\)"
                                          r"\. Fix: make it writable"):
         ex.run_experiment(doc_of(tmp_path / "res", dataset_path))

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
-import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -39,17 +37,13 @@ from om2p_lite.data.generate import versions
 from om2p_lite.rl.config import FIELD_READERS, TrainConfig
 from om2p_lite.rl.population import population_key, train_population
 from om2p_lite.rl.rundir import (
-    CHECKPOINT_NAME,
-    RESULT_NAME,
-    STATUS_NAME,
+    RESULT_FREE,
     NonFiniteError,
     RunFileError,
+    RunFolder,
     RunFolderBusy,
-    atomic_write_json,
-    check_run_folder,
-    read_run_file,
-    run_folder_lock,
-    write_status,
+    check_folder,
+    describe_os_error,
 )
 from om2p_lite.runtime.record import (
     portable_command,
@@ -58,9 +52,6 @@ from om2p_lite.runtime.record import (
     provenance,
 )
 
-RESULT = RESULT_NAME
-CHECKPOINT = CHECKPOINT_NAME
-CLAIM = ".claim"  # the folder of a run's claim lock (``claim_run``)
 DEFAULT_RESULTS_DIR = "data/results/main"
 TOP_LEVEL_KEYS = ("results_dir", "grid", "config", "algo", "variants")
 GRID_KEYS = ("algos", "tasks", "qualities", "seeds")
@@ -69,10 +60,6 @@ VARIANT_ALGOS = "algos"  # a variant's own key: the algorithms it applies to (de
 # set by the grid for each run, so no table may set them
 GRID_FIELDS = ("algo", "task", "quality", "seed", "out_dir")
 VARIANT_NAME = re.compile(r"[A-Za-z0-9._=-]+")
-# fields that may differ between a finished run and the experiment without changing its result
-# (the dataset is recorded by its checksum in the result; its path may differ per machine)
-FREE_FIELDS = frozenset({"stop_at", "progress", "threads", "checkpoint_every", "device",
-                         "out_dir", "compile", "dataset"})
 
 
 class ExperimentFailed(RuntimeError):
@@ -258,13 +245,6 @@ def _variants_of(doc: dict[str, Any], algo: str) -> list[tuple[str | None, dict[
 # ----------------------------------------------------------------------------- runs
 
 
-def run_folder(root: str | Path, task: str, quality: str, algo: str, seed: int,
-               variant: str | None = None) -> Path:
-    """``{root}/{task}/{quality}/{algo}[/{variant}]/seed{seed}``."""
-    base = Path(root) / task / quality / algo
-    return (base / variant if variant else base) / f"seed{seed}"
-
-
 def _runs(doc: dict[str, Any], results_dir: str | Path | None = None,
           overrides: dict[str, Any] | None = None, where: str = "experiment") -> list[Run]:
     validate_experiment(doc, where)
@@ -291,7 +271,7 @@ def _run(doc: dict[str, Any], root: Path, task: str, quality: str, algo: str, se
          name: str | None, fields: dict[str, Any], overrides: dict[str, Any],
          where: str) -> Run:
     """One run: ``[config]`` | ``[algo.NAME]`` | variant | overrides, validated."""
-    out = run_folder(root, task, quality, algo, seed, name)
+    out = RunFolder.of(root, task, quality, algo, seed, name).path
     values = (dict(doc.get("config", {})) | dict(doc.get("algo", {}).get(algo, {}))
               | dict(fields) | overrides)
     values |= {"algo": algo, "task": task, "quality": quality, "seed": seed,
@@ -309,63 +289,19 @@ def experiment_runs(doc: dict[str, Any], results_dir: str | Path | None = None,
     return [run.cfg for run in _runs(doc, results_dir, overrides)]
 
 
-def check_folder(path: str | Path, what: str) -> Path:
-    """Raise a ``ValueError`` naming the path and the fix if ``path`` cannot be a writable
-    folder (a file stands on it or above it, or it is not writable)."""
-    path = Path(path)
-    probe = path
-    while not probe.exists():
-        if probe.is_symlink():
-            raise ValueError(f"{what} {path}: {probe} is a broken link. Fix: remove it or "
-                             f"point it at a folder")
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        where = "is a file" if probe == path else f"needs {probe} to be a folder, but it is a file"
-        raise ValueError(f"{what} {path}: {where}. Fix: move or delete {probe}, or choose "
-                         f"another {what}")
-    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {path}: cannot write in {probe} (permission denied). Fix: "
-                         f"make it writable (chmod u+w {probe}) or choose another {what}")
-    return path
-
-
-def describe_os_error(err: OSError) -> str:
-    """An ``OSError`` as 'path: problem. Fix: ...'."""
-    path = err.filename or "a path"
-    fixes = {
-        NotADirectoryError: "a file stands where a folder is expected: move or delete it",
-        IsADirectoryError: "a folder stands where a file is expected: move it or name a file",
-        FileExistsError: "something already exists there: move or delete it, or choose "
-                         "another name",
-        PermissionError: "make it writable/readable (chmod) or choose another location",
-        FileNotFoundError: "check the path; create the folder above it",
-    }
-    fix = next((f for kind, f in fixes.items() if isinstance(err, kind)),
-               "check the path, the free disk space and the permissions")
-    if err.errno in (errno.ENOSPC, errno.EDQUOT):
-        fix = ("free space on that disk (or raise the quota), then rerun the same command: "
-               "a run resumes from its last checkpoint")
-    return f"{path}: {err.strerror or err}. Fix: {fix}"
-
-
 def read_result(out_dir: str | Path) -> dict[str, Any] | None:
     """A run folder's ``result.json`` (checked by ``rundir.read_run_file``), None if it has
     none; a damaged one raises ``rundir.RunFileError`` rather than being run over."""
-    path = Path(out_dir) / RESULT
-    if not path.is_file():
-        return None
-    return read_run_file(path)
+    return RunFolder(out_dir).read_result()
 
 
 def stale_fields(result: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """Config fields (outside ``FREE_FIELDS``, and read by ``cfg.algo``: ``FIELD_READERS``)
+    """Config fields (outside ``rundir.RESULT_FREE``, and read by ``cfg.algo``: ``FIELD_READERS``)
     whose value in ``result`` differs from ``cfg``; a field the result predates counts as
     its default."""
     stored = result["config"]
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    ignored = set(FREE_FIELDS) | {k for k, algos in FIELD_READERS.items()
+    ignored = set(RESULT_FREE) | {k for k, algos in FIELD_READERS.items()
                                   if cfg.algo not in algos}
     return sorted(k for k, v in dataclasses.asdict(cfg).items()
                   if k not in ignored and stored.get(k, defaults[k]) != v)
@@ -382,8 +318,8 @@ def finished_result(run: Run) -> dict[str, Any] | None:
         return None
     changed = stale_fields(res, run.cfg)
     if changed:
-        raise ValueError(f"{Path(run.out_dir) / RESULT}: made with other settings ({changed} "
-                         f"differ). Fix: move that folder away, or give this experiment "
+        raise ValueError(f"{RunFolder(run.out_dir).result_file}: made with other settings "
+                         f"({changed} differ). Fix: move that folder away, or give this experiment "
                          f"another results_dir or variant name")
     return res
 
@@ -417,10 +353,7 @@ def finish_run(summary: dict[str, Any], command: str | None = None,
     result = record(summary, command, variant)
     out = summary["config"].get("out_dir")
     if out:
-        atomic_write_json(Path(out) / RESULT, result)
-        ckpt = Path(out) / CHECKPOINT
-        if not keep_checkpoint and ckpt.exists():
-            ckpt.unlink()
+        RunFolder(out).write_result(result, keep_checkpoint)
     return result
 
 
@@ -428,18 +361,6 @@ def _error_text(err: BaseException) -> str:
     text = describe_os_error(err) if isinstance(err, OSError) else str(err)
     known = isinstance(err, (ValueError, OSError, RuntimeError))
     return portable_text(text if known else f"{type(err).__name__}: {text}")
-
-
-def _mark_failed(out_dir: str, error: str) -> None:
-    """Leave ``status.json`` = failed in the run folder (unless the trainer already did)."""
-    path = Path(out_dir) / STATUS_NAME
-    try:
-        if path.is_file() and read_run_file(path)["status"] == "failed":
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_status(path.parent, "failed", step=None, error=error)
-    except (OSError, ValueError):
-        pass  # the folder itself is the problem; the grid's log names it
 
 
 def _train_group(cfgs: list[TrainConfig]) -> list[dict[str, Any]]:
@@ -452,13 +373,8 @@ def claim_run(out_dir: str | Path) -> Iterator[None]:
     """Claim a run for this process from before training until its ``result.json`` is
     written (the trainer owns the folder only while it trains). A second claimant gets
     ``rundir.RunFolderBusy``; a claim left by a killed process is taken over."""
-    claim = Path(out_dir) / CLAIM
-    try:
-        with run_folder_lock(claim):
-            yield
-    finally:
-        with contextlib.suppress(OSError):
-            claim.rmdir()  # empty once the lock is released, unless another claimant came
+    with RunFolder(out_dir).claim():
+        yield
 
 
 def train_members(runs: list[Run], command: str | None = None,
@@ -536,7 +452,7 @@ def _failure(run: Run, err: BaseException) -> dict[str, Any]:
     if isinstance(err, RunFolderBusy):
         return _outcome(run, "busy", error=text)
     if not isinstance(err, RunFileError):  # a damaged file: its folder is left as it is
-        _mark_failed(run.out_dir, text)
+        RunFolder(run.out_dir).mark_failed(text)
     return _outcome(run, "failed", error=text)
 
 
@@ -770,7 +686,7 @@ def plan_experiment(path_or_doc: str | Path | dict[str, Any], *,
             continue
         if res is None:
             if Path(run.out_dir).is_dir():
-                check_run_folder(run.out_dir)  # a resume meets no damaged file mid-grid
+                RunFolder(run.out_dir).check()  # a resume meets no damaged file mid-grid
             todo.append(run)
         else:
             results[run.out_dir] = res

@@ -31,15 +31,13 @@ from om2p_lite.rl.convergence import CriticProbe
 from om2p_lite.rl.rundir import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
+    DRIVING_FIELDS,
+    RESUME_FREE,
     NonFiniteError,
+    RunFolder,
     RunLog,
-    atomic_write_json,
-    check_run_folder,
-    clear_status,
     damaged,
-    run_folder_lock,
     save_checkpoint,
-    write_status,
 )
 from om2p_lite.runtime.cores import IdleCores
 from om2p_lite.runtime.device import pick_device
@@ -49,11 +47,6 @@ from om2p_lite.runtime.seeding import seed_everything
 # Settings each member of a population may have of its own (everything else is shared).
 PER_MEMBER_FIELDS: tuple[str, ...] = ("seed", "eta", "dr", "xi", "ratio", "estimator",
                                       "pairing", "q_norm", "out_dir")
-# Settings that change how a run is driven, not what it computes.
-FREE_FIELDS: tuple[str, ...] = ("progress", "threads", "compile")
-# Settings a resumed run may change (the rest must match its checkpoint's config).
-RESUME_FREE = frozenset({"stop_at", "progress", "threads", "checkpoint_every", "device",
-                         "out_dir", "compile"})
 BATCH_SEED_OFFSET = 1_000_003  # member seed + this seeds its batch indices
 NOISE_SEED_OFFSET = 2_000_003  # member seed + this seeds its noise and time samples
 EVAL_SEED_OFFSET = 10_000  # member seed + this seeds its evaluation
@@ -62,14 +55,14 @@ EVAL_SEED_OFFSET = 10_000  # member seed + this seeds its evaluation
 def population_key(cfg: TrainConfig) -> tuple:
     """Runs with equal keys can share one population (one stacked model).
 
-    The key is every setting but the per-member and free ones, plus the code path: the
-    du/dr estimators ``fd`` and ``zero`` share one (a mask), ``jvp`` and ``jacobian`` each
-    have their own. An algorithm whose update does not draw through ``Agent.randn``/``rand``
-    (``member_streams``) keeps every run in a population of its own.
+    The key is every setting but the per-member and driving ones (``rundir.DRIVING_FIELDS``),
+    plus the code path: the du/dr estimators ``fd`` and ``zero`` share one (a mask), ``jvp``
+    and ``jacobian`` each have their own. An algorithm whose update does not draw through
+    ``Agent.randn``/``rand`` (``member_streams``) keeps every run in a population of its own.
     """
     agent_cls = AGENTS.get(cfg.algo)
     stackable = bool(agent_cls and agent_cls.member_streams)
-    skip = set(FREE_FIELDS) | (set(PER_MEMBER_FIELDS) if stackable else set())
+    skip = set(DRIVING_FIELDS) | (set(PER_MEMBER_FIELDS) if stackable else set())
     key = tuple((k, v) for k, v in asdict(cfg).items() if k not in skip)
     if stackable:
         key += (("du_dr_path", "fd|zero" if cfg.estimator in ("fd", "zero") else cfg.estimator),)
@@ -223,17 +216,21 @@ class _Member:
     log: RunLog | None = None
 
     @property
+    def folder(self) -> RunFolder | None:
+        return RunFolder(self.out) if self.out else None
+
+    @property
     def ckpt(self) -> Path | None:
-        return self.out / CHECKPOINT_NAME if self.out else None
+        return self.folder.checkpoint_file if self.folder else None
 
 
 def _read_resume(member: _Member, resume: bool) -> None:
     """Load the member's checkpoint (if resuming and present) and check its config; every
-    file of its folder is checked first (``rundir.check_run_folder``), before any write."""
+    file of its folder is checked first (``RunFolder.check``), before any write."""
     ckpt = member.ckpt
     if not (resume and ckpt is not None and ckpt.exists()):
         return
-    blob = check_run_folder(member.out)[CHECKPOINT_NAME]
+    blob = member.folder.check()[CHECKPOINT_NAME]
     saved = blob.get("config", {})
     changed = sorted(k for k, v in asdict(member.cfg).items()
                      if k not in RESUME_FREE and saved.get(k) != v)
@@ -314,9 +311,9 @@ def _train_group(members: list[_Member], ds: Any, device: torch.device,
     start = members[0].start
     for m in members:
         m.log = RunLog(m.out, resume_step=start if start else None)
-        if m.out:
-            clear_status(m.out)
-            atomic_write_json(m.out / "config.json", portable_config(asdict(m.cfg)))
+        if m.folder:
+            m.folder.clear_status()
+            m.folder.write_config(portable_config(asdict(m.cfg)))
     meta = getattr(ds, "metadata", {}) or {}
     variant = meta.get("reward_variant", cfg.reward_variant)
     last = cfg.stop_at or cfg.steps
@@ -329,9 +326,9 @@ def _train_group(members: list[_Member], ds: Any, device: torch.device,
         """Mark the bad members failed, checkpoint the healthy ones, raise."""
         for i, what in bad.items():
             m = members[i]
-            if m.out:
-                write_status(m.out, "failed", step=step,
-                             error=f"non-finite {what} at step {step}")
+            if m.folder:
+                m.folder.write_status("failed", step=step,
+                                      error=f"non-finite {what} at step {step}")
                 m.log.write_csv()
         healthy = [i for i in range(P) if i not in bad]
         if healthy:
@@ -466,8 +463,8 @@ def train_population(cfgs: list[TrainConfig], dataset: Any = None,
     try:
         with ExitStack() as locks:
             for m in members:
-                if m.out:
-                    locks.enter_context(run_folder_lock(m.out))
+                if m.folder:
+                    locks.enter_context(m.folder.lock())
             for m in members:
                 _read_resume(m, resume)
             summaries: list[dict[str, Any] | None] = [None] * len(members)
