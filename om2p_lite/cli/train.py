@@ -1,7 +1,7 @@
 """The ``train``, ``evaluate``, ``grid`` and ``table`` sub-commands of ``python -m om2p_lite``.
 
-Not the training logic (``rl.train``) nor the experiment runner (``rl.experiment``, which
-also describes the experiment TOML format): these parse flags, call them and print.
+Not the training logic (``rl.train``) nor the experiment runner (``rl.scheduler``; the
+experiment TOML format is ``rl.spec``'s): these parse flags, call them and print.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     run records (result.json) must reproduce it, and an environment variable is not in it.
     """
     from om2p_lite.rl.config import PRESETS
-    from om2p_lite.rl.experiment import check_fields, read_toml
+    from om2p_lite.rl.spec import check_fields, read_toml
     from om2p_lite.runtime.budget import get_budget
 
     values: dict[str, Any] = {}
@@ -58,13 +58,13 @@ def _command() -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from om2p_lite.rl.experiment import check_folder, claim_run, finish_run
-    from om2p_lite.rl.train import train
+    from om2p_lite.rl.rundir import RunFolder, check_folder
+    from om2p_lite.rl.train import finish_run, train
 
     cfg = config_from_args(args)
     with contextlib.ExitStack() as claim:
         if cfg.out_dir:  # owned from training until result.json is written
-            claim.enter_context(claim_run(check_folder(cfg.out_dir, "--out-dir")))
+            claim.enter_context(RunFolder(check_folder(cfg.out_dir, "--out-dir")).claim())
         summary = train(cfg)
         if not summary["finished"]:
             print(json.dumps({"finished": False, "step": summary["step"]}))
@@ -122,12 +122,8 @@ def load_run_checkpoint(run: Path) -> dict[str, Any]:
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from om2p_lite.rl.experiment import (
-        ExperimentFailed,
-        dask_security,
-        plan_experiment,
-        run_experiment,
-    )
+    from om2p_lite.rl.cluster import dask_security
+    from om2p_lite.rl.scheduler import ExperimentFailed, plan_experiment, run_experiment
 
     # resume-free settings (they do not change a run's result) that a command line may set
     overrides = {"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {}
