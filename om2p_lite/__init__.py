@@ -39,7 +39,7 @@ _EXPORTS: dict[str, str] = {
     "TrainConfig": "rl.config", "budget_config": "rl.config",
     "StackedCritic": "rl.critics", "normalised_q_loss": "rl.critics",
     "train": "rl.train",
-    "train_population": "rl.population", "population_key": "rl.population",
+    "train_population": "rl.train", "population_key": "rl.population",
     "PER_MEMBER_FIELDS": "rl.population",
     "NonFiniteError": "rl.rundir", "CheckpointError": "rl.rundir", "RunFolderBusy": "rl.rundir",
     "run_folder_lock": "rl.rundir", "load_checkpoint": "rl.rundir",

@@ -3,7 +3,7 @@ reads and writes them (config, status, result, the claim), ``run_folder_lock`` m
 at a time, atomic writes leave a whole file or the previous one, ``RunLog`` keeps the run's
 log (``log.jsonl`` and ``metrics.csv``), and the fields a finished or resumed run may differ in.
 
-Not the training loop (``population``) nor what each file must hold (``runfiles``: the
+Not the training loop (``train``) nor what each file must hold (``runfiles``: the
 file names, the validators and ``read_run_file``, re-exported here so that callers need one
 module). A folder's owner is its only writer; a damaged or foreign file is refused with one
 ``RunFileError`` line naming the file, the problem and the fix.

@@ -249,7 +249,7 @@ def _check_rng(path: Path, rng: Any) -> None:
 
 
 def check_training_checkpoint(path: str | Path, blob: dict[str, Any]) -> dict[str, Any]:
-    """Raise a ``CheckpointError`` unless ``blob`` has the layout ``population`` writes
+    """Raise a ``CheckpointError`` unless ``blob`` has the layout ``train`` writes
     (format, step, agent, rng, config, wall_s), so resume meets no surprise later."""
     path = Path(path)
     fmt = blob.get("format", CHECKPOINT_FORMAT)

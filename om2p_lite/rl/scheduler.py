@@ -2,7 +2,7 @@
 grouped into populations and trained here or on Dask, each run's ``result.json`` written.
 
 Not the spec (``rl.spec``: the TOML file and its runs), the training loop
-(``rl.population``) nor the run folder's files (``rl.rundir``). Every error of a run is
+(``rl.train``) nor the run folder's files (``rl.rundir``). Every error of a run is
 recorded in its folder and the others go on; runs another process holds are waited for.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from om2p_lite.rl.cluster import check_dask_address, dask_client
 from om2p_lite.rl.config import FIELD_READERS, TrainConfig
-from om2p_lite.rl.population import population_key, train_population
+from om2p_lite.rl.population import population_key
 from om2p_lite.rl.rundir import (
     RESULT_FREE,
     NonFiniteError,
@@ -27,7 +27,7 @@ from om2p_lite.rl.rundir import (
     describe_os_error,
 )
 from om2p_lite.rl.spec import Run, load_experiment, results_root, runs_of
-from om2p_lite.rl.train import finish_run
+from om2p_lite.rl.train import finish_run, train_population
 from om2p_lite.runtime.record import portable_text
 
 
