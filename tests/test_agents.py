@@ -344,7 +344,8 @@ def test_evaluation_actions_repeat_for_one_generator_seed(algo: str) -> None:
 def test_baseline_population_equals_its_runs_alone(algo: str, task_data, tmp_path) -> None:
     """Members stacked along the agent axis (P·A) compute what their own runs compute:
     per-agent operations only, every draw from the member's own stream."""
-    from om2p_lite.rl.population import population_key, train_population
+    from om2p_lite.rl.population import population_key
+    from om2p_lite.rl.train import train_population
 
     base = _cfg(algo=algo, quality="random", steps=4, eval_episodes=0, log_every=1,
                 threads=1)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from om2p_lite.rl import experiment as ex
+from om2p_lite.rl import scheduler
 from om2p_lite.rl.config import TrainConfig
-from om2p_lite.rl.rundir import RunFileError
+from om2p_lite.rl.rundir import RunFileError, RunFolder
 
 TINY = dict(steps=4, batch_size=8, hidden=8, depth=1, critic_hidden=8, critic_depth=1,
             eval_episodes=2, eval_max_steps=5, log_every=2, progress=False, threads=1)
@@ -106,7 +108,7 @@ def test_variants_limited_to_algorithms_and_excluded_cells(tmp_path: Path) -> No
                     "exclude": ["spread/expert/cql"]},
            "variants": {"eta0.3": {"eta": 0.3, "algos": ["om2p"]},
                         "eta3": {"eta": 3.0, "algos": ["om2p"]}}}
-    runs = ex._runs(doc)
+    runs = ex.runs_of(doc)
     got = [(r.cfg.task, r.cfg.algo, r.variant, r.cfg.eta) for r in runs]
     assert got == [("spread", "om2p", "eta0.3", 0.3), ("spread", "om2p", "eta3", 3.0),
                    ("spread", "bc", None, 1.0), ("world", "om2p", "eta0.3", 0.3),
@@ -118,7 +120,7 @@ def test_variants_limited_to_algorithms_and_excluded_cells(tmp_path: Path) -> No
 def test_plan_groups_runs_by_population_key_capped(tmp_path: Path, monkeypatch) -> None:
     doc = {"grid": {"algos": ["om2p", "bc"], "tasks": ["spread"], "qualities": ["expert"],
                     "seeds": [0, 1, 2]}}
-    monkeypatch.setattr(ex, "population_key", lambda cfg: (cfg.algo,))
+    monkeypatch.setattr(scheduler, "population_key", lambda cfg: (cfg.algo,))
     plan = ex.plan_experiment(doc, results_dir=tmp_path, max_members=2)
     sizes = [[(r.cfg.algo, r.cfg.seed) for r in g] for g in plan.populations]
     assert sizes == [[("om2p", 0), ("om2p", 1)], [("om2p", 2)], [("bc", 0), ("bc", 1)],
@@ -164,27 +166,27 @@ def test_invalid_result_is_refused_and_other_settings_are_refused(tmp_path: Path
     result.unlink()  # the fix: the grid remakes it
     assert ex.plan_experiment(doc).headline() == "1 runs, 0 finished, 1 to do"
     ex.run_experiment(doc)
-    assert ex.read_result(result.parent)["return"] is not None
+    assert RunFolder(result.parent).read_result()["return"] is not None
     # fields only OM2P reads do not make a baseline's (here BC's) result stale
     other = doc | {"config": doc["config"] | {"xi": "beta55", "dr": 1e-2, "sample_steps": 3}}
     assert ex.plan_experiment(other).headline() == "1 runs, 1 finished, 0 to do"
     doc["config"] = doc["config"] | {"lr": 0.5}
     with pytest.raises(ex.ExperimentFailed, match=r"made with other settings \(\['lr'\]"):
         ex.run_experiment(doc)
-    assert ex.read_result(result.parent)["config"]["lr"] != 0.5  # nothing overwritten
+    assert RunFolder(result.parent).read_result()["config"]["lr"] != 0.5  # nothing overwritten
 
 
 def test_one_failing_run_is_recorded_and_the_grid_goes_on(tmp_path: Path, dataset_path,
                                                           monkeypatch, capsys) -> None:
-    real = ex._train_group
+    real = scheduler.train_population
 
     def flaky(cfgs: list[TrainConfig]) -> list[dict]:
         if any(c.seed == 1 for c in cfgs):
             raise TypeError("unsupported operand type(s)")  # a bug, not bad input
         return real(cfgs)
 
-    monkeypatch.setattr(ex, "_train_group", flaky)
-    monkeypatch.setattr(ex, "population_key", lambda cfg: (cfg.algo,))  # one population
+    monkeypatch.setattr(scheduler, "train_population", flaky)
+    monkeypatch.setattr(scheduler, "population_key", lambda cfg: (cfg.algo,))  # one population
     doc = doc_of(tmp_path / "res", dataset_path, seeds=(0, 1, 2))
     with pytest.raises(ex.ExperimentFailed) as err:
         ex.run_experiment(doc, progress=True)
@@ -217,7 +219,7 @@ def test_filesystem_problems_name_the_path_and_the_fix(tmp_path: Path, dataset_p
 def test_unwritable_results_dir_is_refused(tmp_path: Path, dataset_path,
                                            monkeypatch) -> None:
     # as if the folder were someone else's (chmod cannot show it: root writes anywhere)
-    monkeypatch.setattr(ex.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(ValueError, match=rf"cannot write in {tmp_path} \(permission denied\)"
                                          r"\. Fix: make it writable"):
         ex.run_experiment(doc_of(tmp_path / "res", dataset_path))

@@ -23,10 +23,9 @@ from om2p_lite.rl.population import (
     join_members,
     population_key,
     split_members,
-    train_population,
 )
 from om2p_lite.rl.rundir import NonFiniteError
-from om2p_lite.rl.train import train
+from om2p_lite.rl.train import train, train_population
 from om2p_lite.runtime.record import portable_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -29,12 +29,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from om2p_lite.rl.rundir import CONFIG_NAME as CONFIG
+from om2p_lite.rl.rundir import LOG_NAME, METRICS_NAME
+from om2p_lite.rl.rundir import RESULT_NAME as RESULT
+from om2p_lite.rl.rundir import STATUS_NAME as STATUS
+
 KEYS = ("task", "quality", "algo", "variant")
 CONFIG_COLUMNS = ("eta", "estimator", "dr", "xi", "pairing", "q_norm", "sample_steps",
                   "steps", "hidden", "depth", "batch_size", "lr", "eval_every",
                   "eval_episodes")
 BANDS = ("ci95", "std")
-RESULT, CONFIG, STATUS = "result.json", "config.json", "status.json"
 REPO = Path(__file__).resolve().parents[2]
 # stored results are read from here instead of data/results when set (tests of the book path)
 RESULTS_ENV = "OM2P_RESULTS_ROOT"
@@ -143,15 +147,15 @@ def _per_member(runs: pd.DataFrame) -> pd.DataFrame:
 
 def _log_rows(folder: Path) -> list[dict[str, Any]]:
     """Training and evaluation rows of a run: metrics.csv, else log.jsonl, else result.json."""
-    if (folder / "metrics.csv").exists():
+    if (folder / METRICS_NAME).exists():
         try:
-            return pd.read_csv(folder / "metrics.csv").to_dict("records")
+            return pd.read_csv(folder / METRICS_NAME).to_dict("records")
         except (OSError, ValueError) as err:
-            raise ValueError(f"{folder / 'metrics.csv'}: unreadable ({err}). Fix: delete the "
+            raise ValueError(f"{folder / METRICS_NAME}: unreadable ({err}). Fix: delete the "
                              f"run folder and rerun the grid") from err
-    if (folder / "log.jsonl").exists():
+    if (folder / LOG_NAME).exists():
         rows = []
-        for line in (folder / "log.jsonl").read_text().splitlines():
+        for line in (folder / LOG_NAME).read_text().splitlines():
             try:
                 rows.append(json.loads(line))
             except ValueError:  # a run still writing its last line
@@ -574,7 +578,7 @@ def load_sweep(experiment: str | Path, budget: str | None = None,
             pass  # recorded in the failed runs' status.json; load_runs reports them
     else:
         root = stored_results(experiment)
-        if not (root.is_dir() and any(root.rglob("result.json"))):
+        if not (root.is_dir() and any(root.rglob(RESULT))):
             note = (f"No stored results of {experiment.name} yet: what follows is a tiny "
                     f"rerun at the smoke budget, not the book protocol. Make them with "
                     f"`python -m om2p_lite grid --experiment data/experiments/"

@@ -144,7 +144,7 @@ def error_message(err: BaseException, args: argparse.Namespace | None = None) ->
     """The message for the user: filesystem errors name the path and a fix; a setting that
     came from a flag of ``args`` is named by that flag ('--dr'), not by its field ('dr')."""
     if isinstance(err, OSError) and err.filename:
-        from om2p_lite.rl.experiment import describe_os_error
+        from om2p_lite.rl.rundir import describe_os_error
 
         return describe_os_error(err)
     if isinstance(err, SettingError) and err.label == err.field and \

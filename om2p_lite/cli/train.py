@@ -1,7 +1,7 @@
 """The ``train``, ``evaluate``, ``grid`` and ``table`` sub-commands of ``python -m om2p_lite``.
 
-Not the training logic (``rl.train``) nor the experiment runner (``rl.experiment``, which
-also describes the experiment TOML format): these parse flags, call them and print.
+Not the training logic (``rl.train``) nor the experiment runner (``rl.scheduler``; the
+experiment TOML format is ``rl.spec``'s): these parse flags, call them and print.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     run records (result.json) must reproduce it, and an environment variable is not in it.
     """
     from om2p_lite.rl.config import PRESETS
-    from om2p_lite.rl.experiment import check_fields, read_toml
+    from om2p_lite.rl.spec import check_fields, read_toml
     from om2p_lite.runtime.budget import get_budget
 
     values: dict[str, Any] = {}
@@ -58,13 +58,13 @@ def _command() -> str:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from om2p_lite.rl.experiment import check_folder, claim_run, finish_run
-    from om2p_lite.rl.train import train
+    from om2p_lite.rl.rundir import RunFolder, check_folder
+    from om2p_lite.rl.train import finish_run, train
 
     cfg = config_from_args(args)
     with contextlib.ExitStack() as claim:
         if cfg.out_dir:  # owned from training until result.json is written
-            claim.enter_context(claim_run(check_folder(cfg.out_dir, "--out-dir")))
+            claim.enter_context(RunFolder(check_folder(cfg.out_dir, "--out-dir")).claim())
         summary = train(cfg)
         if not summary["finished"]:
             print(json.dumps({"finished": False, "step": summary["step"]}))
@@ -79,6 +79,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from om2p_lite.data.run_data import load_data
     from om2p_lite.rl.agents import dims_of, make_agent
     from om2p_lite.rl.evaluate import evaluate_agent
+    from om2p_lite.rl.rundir import RunFolder
     from om2p_lite.runtime.device import pick_device
 
     run = Path(args.run)
@@ -87,17 +88,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--run {run}: {problem}. Fix: name a run folder written by "
                          f"`train --out-dir` or `grid`")
     blob = load_run_checkpoint(run)
+    ckpt = RunFolder(run).checkpoint_file
     try:
         cfg = TrainConfig.from_dict(blob["config"]).validate()
     except (KeyError, TypeError, ValueError) as err:
-        raise ValueError(f"{run / 'checkpoint.pt'}: holds no valid config ({err}). Fix: "
+        raise ValueError(f"{ckpt}: holds no valid config ({err}). Fix: "
                          f"retrain the run") from err
     device = pick_device(args.device)
     agent = make_agent(cfg.algo, dims_of(load_data(cfg)), cfg).to(device)
     try:
         agent.load_full_state(blob["agent"])
     except (KeyError, RuntimeError, TypeError, ValueError) as err:
-        raise ValueError(f"{run / 'checkpoint.pt'}: its weights do not fit the {cfg.algo} "
+        raise ValueError(f"{ckpt}: its weights do not fit the {cfg.algo} "
                          f"agent its config describes ({type(err).__name__}: "
                          f"{str(err).splitlines()[0] if str(err) else ''}). Fix: retrain the "
                          f"run") from err
@@ -109,25 +111,19 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 def load_run_checkpoint(run: Path) -> dict[str, Any]:
     """A run folder's checkpoint, loaded as data only (weights_only: no code can run)."""
-    from om2p_lite.rl.experiment import CHECKPOINT
+    from om2p_lite.rl.rundir import CHECKPOINT_NAME, RunFolder, read_run_file
 
-    path = run / CHECKPOINT
+    path = RunFolder(run).checkpoint_file
     if not path.exists():
-        raise ValueError(f"--run {run}: has no {CHECKPOINT}. Fix: train it with "
+        raise ValueError(f"--run {run}: has no {CHECKPOINT_NAME}. Fix: train it with "
                          f"`train --out-dir {run}`, or run `grid --keep-checkpoints` (grid "
                          f"deletes the checkpoints of finished runs by default)")
-    from om2p_lite.rl.rundir import read_run_file
-
     return read_run_file(path)
 
 
 def _grid(args: argparse.Namespace) -> int:
-    from om2p_lite.rl.experiment import (
-        ExperimentFailed,
-        dask_security,
-        plan_experiment,
-        run_experiment,
-    )
+    from om2p_lite.rl.cluster import dask_security
+    from om2p_lite.rl.scheduler import ExperimentFailed, plan_experiment, run_experiment
 
     # resume-free settings (they do not change a run's result) that a command line may set
     overrides = {"checkpoint_every": args.checkpoint_every} if args.checkpoint_every else {}
