@@ -107,7 +107,7 @@ def tiny_grid(tmp_path_factory) -> Path:
 
 
 def test_smoke_rerun_keeps_only_the_exclusions_of_its_smaller_grid(monkeypatch) -> None:
-    from om2p_lite.book import curves
+    from om2p_lite.book import sweeps
 
     seen = {}
 
@@ -118,13 +118,13 @@ def test_smoke_rerun_keeps_only_the_exclusions_of_its_smaller_grid(monkeypatch) 
         raise StopIteration
 
     monkeypatch.setattr("om2p_lite.rl.experiment.run_experiment", run_experiment)
-    monkeypatch.setattr(curves, "load_runs", stop)
+    monkeypatch.setattr(sweeps, "load_runs", stop)
     with pytest.raises(StopIteration):
-        curves.load_sweep(curves.REPO / "data/experiments/budget_test.toml", "smoke",
+        sweeps.load_sweep(sweeps.REPO / "data/experiments/budget_test.toml", "smoke",
                           smoke_grid={"tasks": ["world"], "qualities": ["medium-replay"]})
     assert "exclude" not in seen["doc"]["grid"]
     with pytest.raises(StopIteration):
-        curves.load_sweep(curves.REPO / "data/experiments/budget_test.toml", "smoke",
+        sweeps.load_sweep(sweeps.REPO / "data/experiments/budget_test.toml", "smoke",
                           smoke_grid={"tasks": ["spread"]})
     assert "spread/expert/cql" in seen["doc"]["grid"]["exclude"]
     assert not any(c.startswith("world") for c in seen["doc"]["grid"]["exclude"])
@@ -140,14 +140,15 @@ def test_load_episodes_and_reading_of_a_real_grid(tiny_grid: Path) -> None:
     assert set(conv["label"]) == {"flowq", "om2p/eta0.3", "om2p/eta3"}
     out = ev.reading(episodes, probes, OM2P, early_step=2000)
     assert len(out) == 1 and out.iloc[0]["readings"] in {"a", "b", "c", "a+c", "b+c", "none"}
-    from om2p_lite.book.curves import load_runs, load_train_logs
+    from om2p_lite.book.curves import load_train_logs
+    from om2p_lite.rl.results import load_runs
 
     logs = load_train_logs(tiny_grid, ("q_data", "q_pi"))  # data set: the fixture's
     check = ev.sweep_convergence(load_runs(tiny_grid), logs)
     assert set(check["algo"]) == {"flowq", "om2p"} and (check["mc"] < 0).all()
     assert check["gap"].notna().all()
     assert np.allclose(check["ratio"], check["q_data"] / check["mc"])
-    with pytest.raises(FileNotFoundError, match="no results folder. Fix: run"):
+    with pytest.raises(FileNotFoundError, match="no such results folder. Fix: run"):
         ev.load_episodes(tiny_grid / "spread" / "expert" / "nothing")
     (tiny_grid.parent / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no finished runs. Fix: run"):

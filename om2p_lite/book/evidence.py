@@ -1,7 +1,7 @@
 """Evidence for the results chapters: have the critics trained, paired comparisons by
 evaluation seed with equivalence margins, and the decisive experiment's reading.
 
-Not a runner and not a plot: it reads run folders (``book.curves`` finds them) and
+Not a runner and not a plot: it reads run folders (``rl.results.iter_runs``) and
 ``rl.convergence``'s numbers. The reading rules are those written in
 ``data/experiments/budget_test.toml`` before its runs; they are code here, once.
 
@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from om2p_lite.book.curves import RESULT, _keys_from_path, _read_json, run_folders
+from om2p_lite.rl.results import iter_runs
+from om2p_lite.rl.rundir import CONFIG_NAME, read_run_file
 
 SE_RULE = 2.0  # "X above Y" means d > 2 SE (the pre-registered rule)
 CONVERGED = 0.5  # a critic has trained when Q(o, a_data) reaches half its MC target
@@ -50,13 +51,8 @@ def load_episodes(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return, normalised); probes: one row per run and evaluation with the critic probe
     (q_probe, q_pi_probe, mc_probe; NaN for a run without a critic or made before them).
     """
-    root = Path(root)
     episodes, probes = [], []
-    for folder in run_folders(root):
-        if not (folder / RESULT).exists():
-            continue
-        keys = _keys_from_path(folder, root)
-        res = _read_json(folder / RESULT)
+    for _, keys, res in iter_runs(root, finished_only=True):
         norm = _linear_normaliser(keys["task"],
                                   res.get("config", {}).get("reward_variant", "mpe2"))
         for ev in res.get("evals", []):
@@ -143,17 +139,16 @@ def train_log_convergence(logs: pd.DataFrame, mc: dict[tuple[str, str], float]
 
 
 def sweep_convergence(runs: pd.DataFrame, logs: pd.DataFrame) -> pd.DataFrame:
-    """``train_log_convergence`` of a sweep (``curves.load_sweep(..., log_columns=
+    """``train_log_convergence`` of a sweep (``sweeps.load_sweep(..., log_columns=
     ("q_data", "q_pi"))``): each data set's MC target (eq-mc-target) from the very data set and γ
     that its first run's ``config.json`` names."""
-    from om2p_lite.book.curves import CONFIG
     from om2p_lite.data.run_data import load_data
     from om2p_lite.rl.config import TrainConfig
     from om2p_lite.rl.convergence import mc_returns
 
     mc = {}
     for (task, quality), block in runs.groupby(["task", "quality"], sort=False):
-        cfg = TrainConfig.from_dict(_read_json(Path(block["path"].iloc[0]) / CONFIG))
+        cfg = TrainConfig.from_dict(read_run_file(Path(block["path"].iloc[0]) / CONFIG_NAME))
         mc[(task, quality)] = float(mc_returns(load_data(cfg), cfg.gamma).mean())
     return train_log_convergence(logs, mc)
 
