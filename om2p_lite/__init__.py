@@ -12,7 +12,8 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     # om2p_lite.book
     "bench_report": "book.bench_report",
-    "curves": "book.curves", "load_sweep": "book.curves",
+    "curves": "book.curves", "stats": "book.stats", "claims": "book.claims",
+    "sweeps": "book.sweeps", "load_sweep": "book.sweeps",
     "sliced_wasserstein": "book.metrics", "mode_coverage": "book.metrics",
     "plots": "book.plots",
     "toy_modes": "book.toys", "toy_joint_actions": "book.toys", "no_obs": "book.toys",
@@ -47,12 +48,13 @@ _EXPORTS: dict[str, str] = {
     "load_experiment": "rl.spec", "experiment_runs": "rl.spec",
     "run_experiment": "rl.scheduler", "ExperimentFailed": "rl.scheduler",
     "evaluate_agent": "rl.evaluate", "evaluate_population": "rl.evaluate",
-    "load_results": "rl.results", "results_table": "rl.results",
+    "load_runs": "rl.results", "load_results": "rl.results", "results_table": "rl.results",
     "table_markdown": "rl.results", "table_html": "rl.results",
     "summarise": "rl.results",
     # om2p_lite.runtime
     "Budget": "runtime.budget", "get_budget": "runtime.budget", "BUDGETS": "runtime.budget",
     "pick_device": "runtime.device", "describe_device": "runtime.device",
+    "short_device": "runtime.device", "devices_of": "runtime.device",
     "provenance": "runtime.record", "git_commit": "runtime.record",
     "seed_everything": "runtime.seeding",
     "median_seconds": "runtime.timing",

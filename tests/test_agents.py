@@ -393,7 +393,7 @@ def _same(a: tuple[dict[str, torch.Tensor], torch.Tensor],
 def test_field_readers_name_exactly_the_fields_each_algorithm_reads(algo: str) -> None:
     """An algorithm trains and acts bit-identically whatever the fields it is not listed as
     reading hold (so the grid may keep its stored results when one of them changes,
-    rl.experiment.stale_fields), and each field it is listed as reading changes it."""
+    rl.scheduler.stale_fields), and each field it is listed as reading changes it."""
     from om2p_lite.rl.config import FIELD_READERS
 
     assert set(OTHER_VALUES) == set(FIELD_READERS)

@@ -212,7 +212,7 @@ def test_two_grids_at_once_run_each_run_exactly_once(tmp_path: Path, dataset_pat
 def test_grid_checkpoint_every_reaches_every_run(tmp_path):
     """`grid --checkpoint-every N` sets the resume-free checkpoint interval of every run."""
     from om2p_lite.cli.main import build_parser
-    from om2p_lite.rl.experiment import plan_experiment
+    from om2p_lite.rl.scheduler import plan_experiment
 
     exp = tmp_path / "e.toml"
     exp.write_text(f'results_dir = "{tmp_path / "r"}"\n[grid]\nalgos = ["bc"]\n'
@@ -229,7 +229,7 @@ def test_grid_task_filter_keeps_one_share_and_refuses_unknown_tasks(tmp_path):
     """`grid --task T` plans only T's runs; a task outside the grid is a clear error."""
     import pytest
 
-    from om2p_lite.rl.experiment import plan_experiment
+    from om2p_lite.rl.scheduler import plan_experiment
 
     exp = tmp_path / "e.toml"
     exp.write_text(f'results_dir = "{tmp_path / "r"}"\n[grid]\nalgos = ["bc"]\n'

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from om2p_lite.cli.main import main
-from om2p_lite.rl.experiment import dask_client, dask_security, local_client
+from om2p_lite.rl.cluster import dask_client, dask_security, local_client
 
 distributed = pytest.importorskip("dask.distributed")
 

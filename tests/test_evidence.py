@@ -88,7 +88,7 @@ def test_reading_c_data_decide() -> None:
 def tiny_grid(tmp_path_factory) -> Path:
     """A real grid on the generated smoke data set (in a temporary data folder, so that
     its config.json names it the way stored runs do)."""
-    from om2p_lite.rl.experiment import run_experiment
+    from om2p_lite.rl.scheduler import run_experiment
 
     root = tmp_path_factory.mktemp("grid")
     doc = {"results_dir": str(root / "r"),
@@ -107,7 +107,7 @@ def tiny_grid(tmp_path_factory) -> Path:
 
 
 def test_smoke_rerun_keeps_only_the_exclusions_of_its_smaller_grid(monkeypatch) -> None:
-    from om2p_lite.book import curves
+    from om2p_lite.book import sweeps
 
     seen = {}
 
@@ -117,14 +117,14 @@ def test_smoke_rerun_keeps_only_the_exclusions_of_its_smaller_grid(monkeypatch) 
     def stop(root: Path) -> None:
         raise StopIteration
 
-    monkeypatch.setattr("om2p_lite.rl.experiment.run_experiment", run_experiment)
-    monkeypatch.setattr(curves, "load_runs", stop)
+    monkeypatch.setattr("om2p_lite.rl.scheduler.run_experiment", run_experiment)
+    monkeypatch.setattr(sweeps, "load_runs", stop)
     with pytest.raises(StopIteration):
-        curves.load_sweep(curves.REPO / "data/experiments/budget_test.toml", "smoke",
+        sweeps.load_sweep(sweeps.REPO / "data/experiments/budget_test.toml", "smoke",
                           smoke_grid={"tasks": ["world"], "qualities": ["medium-replay"]})
     assert "exclude" not in seen["doc"]["grid"]
     with pytest.raises(StopIteration):
-        curves.load_sweep(curves.REPO / "data/experiments/budget_test.toml", "smoke",
+        sweeps.load_sweep(sweeps.REPO / "data/experiments/budget_test.toml", "smoke",
                           smoke_grid={"tasks": ["spread"]})
     assert "spread/expert/cql" in seen["doc"]["grid"]["exclude"]
     assert not any(c.startswith("world") for c in seen["doc"]["grid"]["exclude"])
@@ -140,7 +140,8 @@ def test_load_episodes_and_reading_of_a_real_grid(tiny_grid: Path) -> None:
     assert set(conv["label"]) == {"flowq", "om2p/eta0.3", "om2p/eta3"}
     out = ev.reading(episodes, probes, OM2P, early_step=2000)
     assert len(out) == 1 and out.iloc[0]["readings"] in {"a", "b", "c", "a+c", "b+c", "none"}
-    from om2p_lite.book.curves import load_runs, load_train_logs
+    from om2p_lite.book.curves import load_train_logs
+    from om2p_lite.rl.results import load_runs
 
     logs = load_train_logs(tiny_grid, ("q_data", "q_pi"))  # data set: the fixture's
     check = ev.sweep_convergence(load_runs(tiny_grid), logs)
@@ -152,7 +153,7 @@ def test_load_episodes_and_reading_of_a_real_grid(tiny_grid: Path) -> None:
     row = spread.iloc[0]  # Spread's rewards are all negative: a mean a ratio can read
     assert len(spread) == 1 and row["mc"] == pytest.approx(-row["mc_abs"])
     assert not row["near_zero"] and row["mc"] == pytest.approx(check["mc"].iloc[0])
-    with pytest.raises(FileNotFoundError, match="no results folder. Fix: run"):
+    with pytest.raises(FileNotFoundError, match="no such results folder. Fix: run"):
         ev.load_episodes(tiny_grid / "spread" / "expert" / "nothing")
     (tiny_grid.parent / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no finished runs. Fix: run"):

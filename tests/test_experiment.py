@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from om2p_lite.rl import experiment as ex
-from om2p_lite.rl import scheduler
+from om2p_lite.rl import rundir, scheduler, spec
 from om2p_lite.rl.config import TrainConfig
 from om2p_lite.rl.rundir import RunFileError, RunFolder
 
@@ -68,15 +67,15 @@ def test_bad_experiment_files_name_the_key_and_the_fix(tmp_path: Path, text: str
                                                        match: str) -> None:
     path = write_toml(tmp_path / "exp.toml", text)
     with pytest.raises(ValueError, match=match) as err:
-        ex.load_experiment(path)
+        spec.load_experiment(path)
     assert str(path) in str(err.value) and "Fix:" in str(err.value)
 
 
 def test_missing_file_and_folder_instead_of_file(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        ex.load_experiment(tmp_path / "nope.toml")
+        spec.load_experiment(tmp_path / "nope.toml")
     with pytest.raises(ValueError, match="is a folder, not a TOML file"):
-        ex.load_experiment(tmp_path)
+        spec.load_experiment(tmp_path)
 
 
 def test_runs_folders_order_variants_and_overrides(tmp_path: Path) -> None:
@@ -84,21 +83,21 @@ def test_runs_folders_order_variants_and_overrides(tmp_path: Path) -> None:
            "grid": {"algos": ["om2p", "bc"], "tasks": ["spread"], "qualities": ["expert"],
                     "seeds": [0, 1]},
            "config": {"steps": 10, "eta": 0.3}, "algo": {"om2p": {"eta": 0.7}}}
-    runs = ex.experiment_runs(doc)
+    runs = spec.experiment_runs(doc)
     assert [(c.seed, c.algo) for c in runs] == [(0, "om2p"), (0, "bc"), (1, "om2p"), (1, "bc")]
     assert runs[0].out_dir == str(tmp_path / "r/spread/expert/om2p/seed0")
     assert runs[0].eta == 0.7 and runs[1].eta == 0.3  # [algo.NAME] after [config]
 
     doc["variants"] = {"eta0": {"eta": 0.0}, "dr=1e-2": {"dr": 1e-2}}
-    runs = ex.experiment_runs(doc, results_dir=tmp_path / "other", overrides={"steps": 3})
+    runs = spec.experiment_runs(doc, results_dir=tmp_path / "other", overrides={"steps": 3})
     assert len(runs) == 8 and all(c.steps == 3 for c in runs)
     assert runs[0].out_dir == str(tmp_path / "other/spread/expert/om2p/eta0/seed0")
     assert runs[1].out_dir == str(tmp_path / "other/spread/expert/om2p/dr=1e-2/seed0")
     assert (runs[0].eta, runs[1].eta, runs[1].dr) == (0.0, 0.7, 1e-2)  # variant after algo
     with pytest.raises(ValueError, match=r"overrides: sets \['seed'\]"):
-        ex.experiment_runs(doc, overrides={"seed": 4})
+        spec.experiment_runs(doc, overrides={"seed": 4})
     with pytest.raises(ValueError, match="run .*seed0: config field 'eta'"):
-        ex.experiment_runs(doc, overrides={"eta": -1.0})
+        spec.experiment_runs(doc, overrides={"eta": -1.0})
 
 
 def test_variants_limited_to_algorithms_and_excluded_cells(tmp_path: Path) -> None:
@@ -108,7 +107,7 @@ def test_variants_limited_to_algorithms_and_excluded_cells(tmp_path: Path) -> No
                     "exclude": ["spread/expert/cql"]},
            "variants": {"eta0.3": {"eta": 0.3, "algos": ["om2p"]},
                         "eta3": {"eta": 3.0, "algos": ["om2p"]}}}
-    runs = ex.runs_of(doc)
+    runs = spec.runs_of(doc)
     got = [(r.cfg.task, r.cfg.algo, r.variant, r.cfg.eta) for r in runs]
     assert got == [("spread", "om2p", "eta0.3", 0.3), ("spread", "om2p", "eta3", 3.0),
                    ("spread", "bc", None, 1.0), ("world", "om2p", "eta0.3", 0.3),
@@ -121,19 +120,19 @@ def test_plan_groups_runs_by_population_key_capped(tmp_path: Path, monkeypatch) 
     doc = {"grid": {"algos": ["om2p", "bc"], "tasks": ["spread"], "qualities": ["expert"],
                     "seeds": [0, 1, 2]}}
     monkeypatch.setattr(scheduler, "population_key", lambda cfg: (cfg.algo,))
-    plan = ex.plan_experiment(doc, results_dir=tmp_path, max_members=2)
+    plan = scheduler.plan_experiment(doc, results_dir=tmp_path, max_members=2)
     sizes = [[(r.cfg.algo, r.cfg.seed) for r in g] for g in plan.populations]
     assert sizes == [[("om2p", 0), ("om2p", 1)], [("om2p", 2)], [("bc", 0), ("bc", 1)],
                      [("bc", 2)]]
     assert plan.headline() == "6 runs, 0 finished, 6 to do"
     with pytest.raises(ValueError, match="max_members"):
-        ex.plan_experiment(doc, results_dir=tmp_path, max_members=0)
+        scheduler.plan_experiment(doc, results_dir=tmp_path, max_members=0)
 
 
 def test_run_experiment_writes_results_and_skips_finished(tmp_path: Path, dataset_path,
                                                           capsys) -> None:
     doc = doc_of(tmp_path / "res", dataset_path, variants={"a": {"lr": 1e-3}})
-    results = ex.run_experiment(doc, progress=True)
+    results = scheduler.run_experiment(doc, progress=True)
     assert [(r["seed"], r["variant"]) for r in results] == [(0, "a"), (1, "a")]
     out = capsys.readouterr().out
     assert "2 runs, 0 finished, 2 to do" in out and "[2/2]" in out
@@ -147,7 +146,7 @@ def test_run_experiment_writes_results_and_skips_finished(tmp_path: Path, datase
         assert prefix not in text, prefix
     assert on_disk["config"]["out_dir"] == "seed0"  # outside the checkout: its name only
     mtime = (folder / "result.json").stat().st_mtime_ns
-    again = ex.run_experiment(doc, progress=True)
+    again = scheduler.run_experiment(doc, progress=True)
     assert "2 runs, 2 finished, 0 to do" in capsys.readouterr().out
     assert again == results and (folder / "result.json").stat().st_mtime_ns == mtime
 
@@ -155,24 +154,24 @@ def test_run_experiment_writes_results_and_skips_finished(tmp_path: Path, datase
 def test_invalid_result_is_refused_and_other_settings_are_refused(tmp_path: Path,
                                                                   dataset_path, capsys) -> None:
     doc = doc_of(tmp_path / "res", dataset_path, seeds=(0,))
-    ex.run_experiment(doc)
+    scheduler.run_experiment(doc)
     result = tmp_path / "res/spread/expert/bc/seed0/result.json"
     result.write_text('{"return": NaN')  # damaged: refused, never run over
     log = (result.parent / "log.jsonl").read_bytes()
     with pytest.raises(RunFileError, match="result.json: not valid JSON.*Fix: delete it"):
-        ex.run_experiment(doc)
+        scheduler.run_experiment(doc)
     assert result.read_text() == '{"return": NaN' and (result.parent / "log.jsonl"
                                                         ).read_bytes() == log
     result.unlink()  # the fix: the grid remakes it
-    assert ex.plan_experiment(doc).headline() == "1 runs, 0 finished, 1 to do"
-    ex.run_experiment(doc)
+    assert scheduler.plan_experiment(doc).headline() == "1 runs, 0 finished, 1 to do"
+    scheduler.run_experiment(doc)
     assert RunFolder(result.parent).read_result()["return"] is not None
     # fields only OM2P reads do not make a baseline's (here BC's) result stale
     other = doc | {"config": doc["config"] | {"xi": "beta55", "dr": 1e-2, "sample_steps": 3}}
-    assert ex.plan_experiment(other).headline() == "1 runs, 1 finished, 0 to do"
+    assert scheduler.plan_experiment(other).headline() == "1 runs, 1 finished, 0 to do"
     doc["config"] = doc["config"] | {"lr": 0.5}
-    with pytest.raises(ex.ExperimentFailed, match=r"made with other settings \(\['lr'\]"):
-        ex.run_experiment(doc)
+    with pytest.raises(scheduler.ExperimentFailed, match=r"made with other settings \(\['lr'\]"):
+        scheduler.run_experiment(doc)
     assert RunFolder(result.parent).read_result()["config"]["lr"] != 0.5  # nothing overwritten
 
 
@@ -188,8 +187,8 @@ def test_one_failing_run_is_recorded_and_the_grid_goes_on(tmp_path: Path, datase
     monkeypatch.setattr(scheduler, "train_population", flaky)
     monkeypatch.setattr(scheduler, "population_key", lambda cfg: (cfg.algo,))  # one population
     doc = doc_of(tmp_path / "res", dataset_path, seeds=(0, 1, 2))
-    with pytest.raises(ex.ExperimentFailed) as err:
-        ex.run_experiment(doc, progress=True)
+    with pytest.raises(scheduler.ExperimentFailed) as err:
+        scheduler.run_experiment(doc, progress=True)
     failed = str(tmp_path / "res/spread/expert/bc/seed1")
     assert list(err.value.failures) == [failed]
     assert "TypeError: unsupported operand" in err.value.failures[failed]
@@ -206,13 +205,13 @@ def test_filesystem_problems_name_the_path_and_the_fix(tmp_path: Path, dataset_p
     doc = doc_of(blocker, dataset_path)
     with pytest.raises(ValueError, match=f"results_dir {blocker}: is a file. Fix: move or "
                                          f"delete {blocker}"):
-        ex.run_experiment(doc)
+        scheduler.run_experiment(doc)
     blocker.unlink()
     (blocker / "spread").mkdir(parents=True)
     (blocker / "spread/expert").write_text("")
     with pytest.raises(ValueError, match=f"needs {blocker / 'spread/expert'} to be a folder"):
-        ex.run_experiment(doc)
-    err = ex.describe_os_error(PermissionError(13, "Permission denied", "/x/y"))
+        scheduler.run_experiment(doc)
+    err = rundir.describe_os_error(PermissionError(13, "Permission denied", "/x/y"))
     assert err.startswith("/x/y: Permission denied. Fix: make it writable")
 
 
@@ -222,7 +221,7 @@ def test_unwritable_results_dir_is_refused(tmp_path: Path, dataset_path,
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(ValueError, match=rf"cannot write in {tmp_path} \(permission denied\)"
                                          r"\. Fix: make it writable"):
-        ex.run_experiment(doc_of(tmp_path / "res", dataset_path))
+        scheduler.run_experiment(doc_of(tmp_path / "res", dataset_path))
 
 
 def test_record_paths_are_repository_relative() -> None:
@@ -262,7 +261,7 @@ def test_results_table_marks_dirty_runs_and_splits_variants(tmp_path: Path) -> N
     put("om2p", 1, 4.0, "abc")
     put("bc", 0, 1.0, "abc")
     df = load_results(tmp_path)
-    assert df["variant"].isna().all()
+    assert (df["variant"] == "").all()  # a run without a variant, as the book reads it
     assert df["dirty"].tolist() == [False, True, False]  # bc, om2p seed 0, om2p seed 1
     table = results_table(df)
     assert table.loc[("spread", "expert"), "om2p"] == f"**3.0 ± 1.0**{DIRTY_MARK}"
@@ -290,13 +289,13 @@ def test_a_diverging_member_fails_alone(tmp_path: Path, dataset_path) -> None:
     """η = 1e38 overflows one member of the population; the others finish, unchanged."""
     doc = doc_of(tmp_path / "res", dataset_path, algos=("om2p",), seeds=(0,),
                  variants={"ok": {"eta": 1.0}, "huge": {"eta": 1e38}})
-    assert len(ex.plan_experiment(doc).populations) == 1
-    with pytest.raises(ex.ExperimentFailed) as err:
-        ex.run_experiment(doc)
+    assert len(scheduler.plan_experiment(doc).populations) == 1
+    with pytest.raises(scheduler.ExperimentFailed) as err:
+        scheduler.run_experiment(doc)
     huge = str(tmp_path / "res/spread/expert/om2p/huge/seed0")
     assert list(err.value.failures) == [huge] and "non-finite" in err.value.failures[huge]
     assert json.loads((Path(huge) / "status.json").read_text())["status"] == "failed"
-    alone = ex.run_experiment(doc | {"variants": {"ok": {"eta": 1.0}}},
+    alone = scheduler.run_experiment(doc | {"variants": {"ok": {"eta": 1.0}}},
                               results_dir=tmp_path / "alone")
     assert [r["return"] for r in err.value.results] == [alone[0]["return"]]
 
@@ -305,10 +304,11 @@ def test_a_result_is_stale_only_for_fields_its_algorithm_reads() -> None:
     def result(algo: str, **fields) -> dict:
         return {"config": dataclasses.asdict(TrainConfig(algo=algo, **fields))}
 
-    assert ex.stale_fields(result("bc", eta=3.0, critic_hidden=8), TrainConfig(algo="bc")) == []
-    assert ex.stale_fields(result("om2p", eta=3.0), TrainConfig(algo="om2p")) == ["eta"]
-    assert ex.stale_fields(result("td3bc", flow_steps=2, alpha=1.0),
+    assert scheduler.stale_fields(result("bc", eta=3.0, critic_hidden=8),
+                                  TrainConfig(algo="bc")) == []
+    assert scheduler.stale_fields(result("om2p", eta=3.0), TrainConfig(algo="om2p")) == ["eta"]
+    assert scheduler.stale_fields(result("td3bc", flow_steps=2, alpha=1.0),
                         TrainConfig(algo="td3bc")) == ["alpha"]
-    assert ex.stale_fields(result("omar", cql_alpha=2.0, threads=2),
+    assert scheduler.stale_fields(result("omar", cql_alpha=2.0, threads=2),
                         TrainConfig(algo="omar")) == ["cql_alpha"]
-    assert ex.stale_fields(result("bc", lr=1e-2), TrainConfig(algo="bc")) == ["lr"]
+    assert scheduler.stale_fields(result("bc", lr=1e-2), TrainConfig(algo="bc")) == ["lr"]

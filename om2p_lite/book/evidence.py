@@ -1,7 +1,7 @@
 """Evidence for the results chapters: have the critics trained, paired comparisons by
 evaluation seed with equivalence margins, and the decisive experiment's reading.
 
-Not a runner and not a plot: it reads run folders (``book.curves`` finds them) and
+Not a runner and not a plot: it reads run folders (``rl.results.iter_runs``) and
 ``rl.convergence``'s numbers. The reading rules are those written in
 ``data/experiments/budget_test.toml`` before its runs; they are code here, once.
 
@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from om2p_lite.book.curves import RESULT, _keys_from_path, _read_json, run_folders
+from om2p_lite.rl.results import iter_runs
+from om2p_lite.rl.rundir import CONFIG_NAME, read_run_file
 
 SE_RULE = 2.0  # "X above Y" means d > 2 SE (the pre-registered rule)
 CONVERGED = 0.5  # a critic has trained when Q(o, a_data) reaches half its MC target
@@ -54,13 +55,8 @@ def load_episodes(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     (q_probe, q_pi_probe, mc_probe, q_err_probe; NaN for a run without a critic or made
     before them).
     """
-    root = Path(root)
     episodes, probes = [], []
-    for folder in run_folders(root):
-        if not (folder / RESULT).exists():
-            continue
-        keys = _keys_from_path(folder, root)
-        res = _read_json(folder / RESULT)
+    for _, keys, res in iter_runs(root, finished_only=True):
         norm = _linear_normaliser(keys["task"],
                                   res.get("config", {}).get("reward_variant", "mpe2"))
         for ev in res.get("evals", []):
@@ -133,24 +129,28 @@ def critic_convergence(probes: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def target_spread(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, quality) of ``runs`` (a sweep's frame): the mean MC target Ḡ, the mean
-    |G| and ``near_zero`` = |Ḡ| < NEAR_ZERO · mean |G|, where rewards of both signs cancel
-    and a ratio of means cannot say whether a critic trained (eq-mc-target, the data set
-    and γ of the data set's first ``config.json``)."""
-    from om2p_lite.book.curves import CONFIG
+def _targets(runs: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
+    """Per (task, quality) of a sweep's ``runs``: the MC targets G (eq-mc-target) of the
+    very data set and γ that its first run's ``config.json`` names."""
     from om2p_lite.data.run_data import load_data
     from om2p_lite.rl.config import TrainConfig
     from om2p_lite.rl.convergence import mc_returns
 
-    rows = []
+    out = {}
     for (task, quality), block in runs.groupby(["task", "quality"], sort=False):
-        cfg = TrainConfig.from_dict(_read_json(Path(block["path"].iloc[0]) / CONFIG))
-        g = mc_returns(load_data(cfg), cfg.gamma)
-        rows.append({"task": task, "quality": quality, "mc": float(g.mean()),
-                     "mc_abs": float(np.abs(g).mean()),
-                     "near_zero": bool(abs(g.mean()) < NEAR_ZERO * np.abs(g).mean())})
-    return pd.DataFrame(rows)
+        cfg = TrainConfig.from_dict(read_run_file(Path(block["path"].iloc[0]) / CONFIG_NAME))
+        out[(task, quality)] = mc_returns(load_data(cfg), cfg.gamma)
+    return out
+
+
+def target_spread(runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, quality) of ``runs`` (a sweep's frame): the mean MC target Ḡ, the mean
+    |G| and ``near_zero`` = |Ḡ| < NEAR_ZERO · mean |G|, where rewards of both signs cancel
+    and a ratio of means cannot say whether a critic trained."""
+    return pd.DataFrame([{"task": t, "quality": q, "mc": float(g.mean()),
+                          "mc_abs": float(np.abs(g).mean()),
+                          "near_zero": bool(abs(g.mean()) < NEAR_ZERO * np.abs(g).mean())}
+                         for (t, q), g in _targets(runs).items()])
 
 
 def train_log_convergence(logs: pd.DataFrame, mc: dict[tuple[str, str], float]
@@ -172,19 +172,10 @@ def train_log_convergence(logs: pd.DataFrame, mc: dict[tuple[str, str], float]
 
 
 def sweep_convergence(runs: pd.DataFrame, logs: pd.DataFrame) -> pd.DataFrame:
-    """``train_log_convergence`` of a sweep (``curves.load_sweep(..., log_columns=
-    ("q_data", "q_pi"))``): each data set's MC target (eq-mc-target) from the very data set and γ
-    that its first run's ``config.json`` names."""
-    from om2p_lite.book.curves import CONFIG
-    from om2p_lite.data.run_data import load_data
-    from om2p_lite.rl.config import TrainConfig
-    from om2p_lite.rl.convergence import mc_returns
-
-    mc = {}
-    for (task, quality), block in runs.groupby(["task", "quality"], sort=False):
-        cfg = TrainConfig.from_dict(_read_json(Path(block["path"].iloc[0]) / CONFIG))
-        mc[(task, quality)] = float(mc_returns(load_data(cfg), cfg.gamma).mean())
-    return train_log_convergence(logs, mc)
+    """``train_log_convergence`` of a sweep (``sweeps.load_sweep(..., log_columns=
+    ("q_data", "q_pi"))``): each data set's mean MC target from ``_targets``."""
+    return train_log_convergence(logs, {k: float(g.mean())
+                                        for k, g in _targets(runs).items()})
 
 
 def reading(episodes: pd.DataFrame, probes: pd.DataFrame, om2p: Sequence[str],

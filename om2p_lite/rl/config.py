@@ -233,7 +233,7 @@ def _coerce(value: Any, want: type) -> Any:
 
 
 # Fields that only some algorithms read, and which: a change of such a field leaves the
-# stored results of the others valid (rl.experiment.stale_fields). Every field not named
+# stored results of the others valid (rl.scheduler.stale_fields). Every field not named
 # here is read by every algorithm. Measured, not assumed: tests/test_agents.py changes
 # each field and checks whose training and actions change.
 # om2p-official reads no η, Q-normalisation or mean-flow field: it fixes them itself

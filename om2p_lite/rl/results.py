@@ -1,61 +1,148 @@
-"""Results of many runs → one tidy frame → the main table (mean ± std over seeds, best in bold).
+"""Run folders → tidy frames → the main table: the one reader of ``result.json``.
 
-Not a runner: ``grid`` (``rl.experiment``) writes the ``result.json`` files this module reads.
+Not a runner: ``grid`` (``rl.scheduler``) writes the run folders this module reads. The CLI's
+``table``, the book's sweeps (``book.sweeps``), learning curves (``book.curves``) and evidence
+(``book.evidence``) all read runs through ``iter_runs`` / ``load_runs``.
+
+A run folder ``{root}/{task}/{quality}/{algo}[/{variant}]/seed{k}`` holds ``config.json``
+from its start, ``log.jsonl`` / ``metrics.csv`` and, once finished, ``result.json``. A
+finished run is named by its ``result.json`` (so a folder of any layout reads), a run still
+under way or failed by that layout. Runs without a variant get the variant ``""``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-KEYS = ("task", "quality", "algo", "seed")
+from om2p_lite.rl.rundir import CONFIG_NAME, RESULT_NAME, STATUS_NAME, read_run_file
+from om2p_lite.runtime.device import short_device
+from om2p_lite.runtime.record import is_dirty
+
+KEYS = ("task", "quality", "algo", "variant")  # one cell of a table; its runs differ by seed
+CONFIG_COLUMNS = ("eta", "estimator", "dr", "xi", "pairing", "q_norm", "sample_steps",
+                  "steps", "hidden", "depth", "batch_size", "lr", "eval_every",
+                  "eval_episodes")
 DIRTY_MARK = "†"
 DIRTY_NOTE = (f"{DIRTY_MARK} made from a working tree with uncommitted changes (git commit "
               f"recorded with -dirty): the code that made it is not exactly in the history")
 ORDER = ("om2p", "om2p-official", "flowq", "diffusionq", "omar", "cql", "td3bc", "bc")
 QUALITY_ORDER = ("random", "medium-replay", "medium", "expert")
+GRID_FIX = "run `python -m om2p_lite grid --experiment FILE` first, or name the folder it wrote"
 
 
-def load_results(root: str | Path) -> pd.DataFrame:
-    """One row per ``result.json`` under ``root``: keys, variant, return, normalised score,
-    timing, the git commit and whether it was made from a dirty tree."""
-    from om2p_lite.rl.rundir import RESULT_NAME, read_run_file
-    from om2p_lite.runtime.record import is_dirty
+# ----------------------------------------------------------------------------- reading
 
+def to_float(value: Any) -> float:
+    """A float, NaN for None / missing."""
+    return float("nan") if value is None else float(value)
+
+
+def run_folders(root: str | Path) -> list[Path]:
+    """Every run folder under ``root`` (a folder with a config.json or result.json), sorted."""
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise ValueError(f"{root}: is a file, not a results folder. Fix: name the folder "
                          f"that holds the run folders (the experiment's results_dir)")
     if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such results folder. Fix: run `python -m "
-                                f"om2p_lite grid --experiment FILE` first, or name the "
-                                f"folder it wrote")
-    rows: list[dict[str, Any]] = []
-    for path in sorted(root.rglob(RESULT_NAME)):
-        res = read_run_file(path)  # checked: keys present, numbers numbers, or one-line error
+        raise FileNotFoundError(f"{root}: no such results folder. Fix: {GRID_FIX}")
+    return sorted({p.parent for name in (RESULT_NAME, CONFIG_NAME) for p in root.rglob(name)})
+
+
+def keys_from_path(folder: Path, root: Path) -> dict[str, Any]:
+    """task, quality, algo, variant, seed from ``{task}/{quality}/{algo}[/{variant}]/seed{k}``."""
+    parts = folder.relative_to(root).parts
+    if len(parts) not in (4, 5) or not parts[-1].startswith("seed") or \
+            not parts[-1][4:].isdigit():
+        raise ValueError(f"{folder}: not a run folder of the layout "
+                         f"task/quality/algo[/variant]/seedK under {root}. Fix: point at "
+                         f"the experiment's results_dir")
+    return {"task": parts[0], "quality": parts[1], "algo": parts[2],
+            "variant": parts[3] if len(parts) == 5 else "", "seed": int(parts[-1][4:])}
+
+
+def keys_of(result: dict[str, Any]) -> dict[str, Any]:
+    """task, quality, algo, variant ("" when none), seed as a ``result.json`` records them."""
+    return {"task": result["task"], "quality": result["quality"], "algo": result["algo"],
+            "variant": result.get("variant") or "", "seed": result["seed"]}
+
+
+def iter_runs(root: str | Path, finished_only: bool = False,
+              ) -> Iterator[tuple[Path, dict[str, Any], dict[str, Any] | None]]:
+    """(folder, keys, result or None) of every run folder under ``root``, in sorted order;
+    each ``result.json`` read and checked (``rundir.read_run_file``: damage is one line)."""
+    root = Path(root)
+    for folder in run_folders(root):
+        if (folder / RESULT_NAME).exists():
+            result = read_run_file(folder / RESULT_NAME)
+            yield folder, keys_of(result), result
+        elif not finished_only:
+            yield folder, keys_from_path(folder, root), None
+
+
+def _row(folder: Path, keys: dict[str, Any], res: dict[str, Any] | None) -> dict[str, Any]:
+    """One run as a row of ``load_runs``."""
+    if res is not None:
+        cfg, status = res["config"], "finished"
         commit = res["provenance"].get("git_commit")
-        rows.append({k: res[k] for k in KEYS} | {
-            "variant": res.get("variant"),
-            "return": res["return"], "normalised": res.get("normalised"),
-            "steps": res["config"]["steps"], "wall_s": res.get("wall_s"),
-            "s_per_step": res.get("s_per_step"), "git_commit": commit,
-            "dirty": is_dirty(commit), "path": str(path.parent)})
+        values = {k: to_float(res.get(k)) for k in ("return", "normalised", "s_per_step",
+                                                     "wall_s")}
+        values |= {"device": short_device(res["provenance"].get("device")),
+                   "population": to_float(res.get("population")),
+                   "git_commit": commit, "dirty": is_dirty(commit)}
+    else:
+        cfg = read_run_file(folder / CONFIG_NAME)
+        st = read_run_file(folder / STATUS_NAME) if (folder / STATUS_NAME).exists() else {}
+        status = "failed" if st.get("status") == "failed" else "running"
+        values = {k: float("nan") for k in ("return", "normalised", "s_per_step", "wall_s")}
+        values |= {"device": "", "population": float("nan"), "git_commit": None,
+                   "dirty": False}
+    return keys | {"status": status} | values | {c: cfg.get(c) for c in CONFIG_COLUMNS} \
+        | {"path": str(folder)}
+
+
+def load_runs(root: str | Path, finished_only: bool = False) -> pd.DataFrame:
+    """One row per run folder: keys, seed, status (finished | failed | running), final
+    return and normalised score, seconds per step (of the population and per member), wall
+    time, device, git commit and whether its tree was dirty, the config's main fields."""
+    rows = [_row(folder, keys, res) for folder, keys, res in iter_runs(root, finished_only)]
     if not rows:
-        raise FileNotFoundError(f"no result.json under {root}: run `python -m om2p_lite grid "
-                                f"--experiment FILE` first")
-    df = pd.DataFrame(rows)
+        what = "finished runs (no result.json)" if finished_only else "run folders"
+        raise FileNotFoundError(f"{root}: no {what}. Fix: {GRID_FIX}")
+    return _per_member(pd.DataFrame(rows))
+
+
+def _per_member(runs: pd.DataFrame) -> pd.DataFrame:
+    """Add ``s_per_member_step``: a population's step time divided by its members.
+
+    A result that predates the ``population`` field is counted with the finished runs that
+    report the very same ``s_per_step``: the members of one population share that float.
+    """
+    done = runs["status"] == "finished"
+    shared = runs[done].groupby("s_per_step")["s_per_step"].transform("size")
+    members = runs["population"].where(runs["population"].notna(), shared)
+    return runs.assign(population=members,
+                       s_per_member_step=(runs["s_per_step"] / members).where(done))
+
+
+def load_results(root: str | Path) -> pd.DataFrame:
+    """The finished runs of ``load_runs`` for the main table, with ``normalised`` filled from
+    the reference table where a result predates it."""
+    df = load_runs(root, finished_only=True)
     missing = df["normalised"].isna()
     if missing.any():  # runs finished before the reference table existed
         from om2p_lite.rl.evaluate import normalised_or_none
 
         df.loc[missing, "normalised"] = [
-            normalised_or_none(t, r) for t, r in zip(df.loc[missing, "task"],
-                                                     df.loc[missing, "return"], strict=True)]
+            to_float(normalised_or_none(t, r)) for t, r in
+            zip(df.loc[missing, "task"], df.loc[missing, "return"], strict=True)]
     return df
 
+
+# ----------------------------------------------------------------------------- the main table
 
 def _columns(df: pd.DataFrame) -> list[str]:
     """Grouping columns of a table: task, quality, algo (and variant where runs have one)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from typing import Any
 
 from om2p_lite.runtime.checks import SettingError
 
@@ -66,3 +67,11 @@ def get_budget(name: str | None = None, **overrides: float) -> Budget:
         raise ValueError(f"unknown budget field(s) {sorted(unknown)}; fields: "
                          f"{sorted(budget.__dataclass_fields__)}")
     return replace(budget, **overrides) if overrides else budget
+
+
+# What a chapter's sweep reruns at the smoke budget (``book.sweeps.load_sweep``): every
+# variant, the first SMOKE_SEEDS seeds, tiny runs (these TrainConfig fields).
+SMOKE_SEEDS = 2
+SMOKE_OVERRIDES: dict[str, Any] = dict(
+    data_budget="smoke", steps=20, batch_size=32, hidden=16, depth=1, critic_hidden=16,
+    critic_depth=1, eval_every=10, eval_episodes=2, log_every=5, progress=False, threads=1)

@@ -6,6 +6,7 @@ Not a distributed launcher: one process, one device.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 import torch
 
@@ -39,3 +40,18 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)}), torch {torch.__version__}"
     return f"cpu ({torch.get_num_threads()} threads), torch {torch.__version__}"
+
+
+def short_device(described: str | None) -> str:
+    """``describe_device``'s text without the torch version or thread count: 'cpu' or
+    'cuda (NVIDIA H100 80GB HBM3)'; '' when a result predates the record."""
+    if not described:
+        return ""
+    name = str(described).split(", torch")[0]
+    return "cpu" if name.startswith("cpu") else name
+
+
+def devices_of(devices: Iterable[str]) -> str:
+    """The distinct recorded devices of some runs, joined by ' + ' ('' when none); entries
+    that are already such joins count by their parts."""
+    return " + ".join(sorted({d for x in devices for d in str(x).split(" + ")} - {""}))
