@@ -35,11 +35,12 @@ def label(algo: str, variant: str) -> str:
     return f"{algo}/{variant}" if variant else algo
 
 
-def _linear_normaliser(task: str, reward_variant: str) -> tuple[float, float] | None:
+def _linear_normaliser(task: str, reward_variant: str, action_layout: str
+                       ) -> tuple[float, float] | None:
     """(a, b) with normalised = a + b R for the task's reference returns, or None."""
     from om2p_lite.rl.evaluate import normalised_or_none
 
-    n0, n1 = (normalised_or_none(task, x, reward_variant) for x in (0.0, 1.0))
+    n0, n1 = (normalised_or_none(task, x, reward_variant, action_layout) for x in (0.0, 1.0))
     return None if n0 is None or n1 is None else (n0, n1 - n0)
 
 
@@ -50,6 +51,8 @@ def load_episodes(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return, normalised); probes: one row per run and evaluation with the critic probe
     (q_probe, q_pi_probe, mc_probe; NaN for a run without a critic or made before them).
     """
+    from om2p_lite.rl.config import stored_value
+
     root = Path(root)
     episodes, probes = [], []
     for folder in run_folders(root):
@@ -57,8 +60,9 @@ def load_episodes(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             continue
         keys = _keys_from_path(folder, root)
         res = _read_json(folder / RESULT)
-        norm = _linear_normaliser(keys["task"],
-                                  res.get("config", {}).get("reward_variant", "mpe2"))
+        stored = res.get("config", {})  # a run older than action_layout used mpe2's
+        norm = _linear_normaliser(keys["task"], stored.get("reward_variant", "mpe2"),
+                                  stored_value(stored, "action_layout"))
         for ev in res.get("evals", []):
             rets = np.asarray(ev.get("returns") or [ev["return"]], dtype=float)
             base = keys | {"label": label(keys["algo"], keys["variant"]),
@@ -145,7 +149,8 @@ def train_log_convergence(logs: pd.DataFrame, mc: dict[tuple[str, str], float]
 def sweep_convergence(runs: pd.DataFrame, logs: pd.DataFrame) -> pd.DataFrame:
     """``train_log_convergence`` of a sweep (``curves.load_sweep(..., log_columns=
     ("q_data", "q_pi"))``): each data set's MC target (eq-mc-target) from the very data set and γ
-    that its first run's ``config.json`` names."""
+    that its first run's ``config.json`` names (one older than ``action_layout`` names mpe2's
+    5-d data: ``TrainConfig.from_stored``)."""
     from om2p_lite.book.curves import CONFIG
     from om2p_lite.data.run_data import load_data
     from om2p_lite.rl.config import TrainConfig
@@ -153,7 +158,7 @@ def sweep_convergence(runs: pd.DataFrame, logs: pd.DataFrame) -> pd.DataFrame:
 
     mc = {}
     for (task, quality), block in runs.groupby(["task", "quality"], sort=False):
-        cfg = TrainConfig.from_dict(_read_json(Path(block["path"].iloc[0]) / CONFIG))
+        cfg = TrainConfig.from_stored(_read_json(Path(block["path"].iloc[0]) / CONFIG))
         mc[(task, quality)] = float(mc_returns(load_data(cfg), cfg.gamma).mean())
     return train_log_convergence(logs, mc)
 

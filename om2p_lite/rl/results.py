@@ -33,7 +33,10 @@ def load_results(root: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"{root}: no such results folder. Fix: run `python -m "
                                 f"om2p_lite grid --experiment FILE` first, or name the "
                                 f"folder it wrote")
+    from om2p_lite.rl.config import stored_value
+
     rows: list[dict[str, Any]] = []
+    layouts: list[str] = []  # each run's MPE action layout (one older than the field: mpe2)
     for path in sorted(root.rglob(RESULT_NAME)):
         res = read_run_file(path)  # checked: keys present, numbers numbers, or one-line error
         commit = res["provenance"].get("git_commit")
@@ -43,6 +46,7 @@ def load_results(root: str | Path) -> pd.DataFrame:
             "steps": res["config"]["steps"], "wall_s": res.get("wall_s"),
             "s_per_step": res.get("s_per_step"), "git_commit": commit,
             "dirty": is_dirty(commit), "path": str(path.parent)})
+        layouts.append(stored_value(res["config"], "action_layout"))
     if not rows:
         raise FileNotFoundError(f"no result.json under {root}: run `python -m om2p_lite grid "
                                 f"--experiment FILE` first")
@@ -52,8 +56,9 @@ def load_results(root: str | Path) -> pd.DataFrame:
         from om2p_lite.rl.evaluate import normalised_or_none
 
         df.loc[missing, "normalised"] = [
-            normalised_or_none(t, r) for t, r in zip(df.loc[missing, "task"],
-                                                     df.loc[missing, "return"], strict=True)]
+            normalised_or_none(t, r, action_layout=layouts[i]) for i, t, r in zip(
+                [i for i, m in enumerate(missing) if m], df.loc[missing, "task"],
+                df.loc[missing, "return"], strict=True)]
     return df
 
 
