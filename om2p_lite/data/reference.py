@@ -15,7 +15,6 @@ import numpy as np
 
 from om2p_lite.data.generate import REPO_DATA, get_dataset
 from om2p_lite.envs import (
-    ACTION_LAYOUTS,
     DEFAULT_ACTION_LAYOUT,
     LEGACY_ACTION_LAYOUT,
     MPE_TASKS,
@@ -69,7 +68,8 @@ def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
     covered = {_key(r) for r in new}
     kept = [r for r in old if _key(r) not in covered]
     order = {key: i for i, key in enumerate(REFERENCE_RUNS)}
-    layouts = {"native": 0, **{k: i for i, k in enumerate(ACTION_LAYOUTS)}}
+    # the default layout's rows (HalfCheetah's, which has one, with them), then mpe2's
+    layouts = {DEFAULT_ACTION_LAYOUT: 0, "native": 0, LEGACY_ACTION_LAYOUT: 1}
     quality = {"random": 0, "medium-replay": 1, "medium": 2, "expert": 3}
     return sorted(kept + new, key=lambda r: (layouts.get(r["action_layout"], 9),
                                              order.get((r["task"], r["reward_variant"]), 99),
