@@ -195,3 +195,12 @@ def test_import_keeps_the_files_columns_in_the_task_of_their_layout(tmp_path: Pa
         import_npy(tmp_path / "mpe2", "spread", reward_variant="mpe2", action_layout="force-xy")
     with pytest.raises(DatasetError, match="width 2, but --action-layout mpe2.*force-xy"):
         import_npy(tmp_path / "force-xy", "spread", reward_variant="mpe2", action_layout="mpe2")
+
+
+def test_train_refuses_an_unknown_layout_in_one_line(capsys) -> None:
+    from om2p_lite.cli.main import main
+
+    assert main(["train", "--algo", "bc", "--task", "spread", "--action-layout", "xy",
+                 "--steps", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "action_layout" in err[0] and "Fix: use one of" in err[0]
