@@ -89,13 +89,17 @@ def test_cli_refuses_an_unknown_layout_in_one_line(argv: list[str], capsys) -> N
     assert "--action-layout" in msg and "invalid choice" in msg and "Fix:" in msg
 
 
-def test_a_pre_layout_cache_file_moves_to_its_mpe2_name(cache: Path) -> None:
-    """A 5-d file cached before the layouts sits at the default name: asking for force-xy
-    data moves it to the mpe2 name (kept, not remade) and makes the 2-d set."""
+@pytest.mark.parametrize("first", ["force-xy", "mpe2"])
+def test_a_pre_layout_cache_file_moves_to_its_mpe2_name(first: str, cache: Path) -> None:
+    """A 5-d file cached before the layouts sits at the default name: asking for either
+    layout moves it to the mpe2 name (kept, not remade); force-xy then makes the 2-d set."""
     old, _ = make_dataset("spread", "expert", seed=0, n_transitions=50, action_layout="mpe2")
     del old.metadata["action_layout"]  # as the files made before the layouts
     default = dataset_path("spread", "expert", 0, "smoke")
     save_dataset(old, default)
+    if first == "mpe2":
+        assert get_dataset("spread", "expert", 0, "smoke", action_layout="mpe2").checksum() \
+            == old.checksum() and not default.exists()
     new = get_dataset("spread", "expert", 0, "smoke")
     assert new.actions.shape[2] == 2 and new.metadata["action_layout"] == "force-xy"
     moved = dataset_path("spread", "expert", 0, "smoke", action_layout="mpe2")

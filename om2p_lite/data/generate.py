@@ -262,6 +262,9 @@ def get_dataset(task: str, quality: str, seed: int = 0, budget: str | None = Non
     path = dataset_path(task, quality, seed, budget, reward_variant, action_layout)
     legacy = dataset_path(task, quality, seed, budget, reward_variant, "mpe2")
     want = action_layout if parse_task(task)[0] in MPE_TASKS else "native"
+    default = dataset_path(task, quality, seed, budget, reward_variant)
+    if path == legacy != default:  # mpe2 asked: a pre-layout file may sit at the default name
+        _cached(default, DEFAULT_ACTION_LAYOUT, legacy)
     if (ds := _cached(path, want, legacy)) is not None:
         return ds
     argv = ["python", "-m", "om2p_lite", "data", "make", "--task", task, "--quality", quality,
