@@ -239,7 +239,7 @@ def test_download_imports_validates_and_records_checksums(hub: FakeHub, run_cli,
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "out" / "official-spread-expert-s0.npz"
     ds = load_dataset(out)  # validates every field
-    assert ds.obs.shape == (50, 3, 18) and ds.actions.shape == (50, 3, 5)
+    assert ds.obs.shape == (50, 3, 18) and ds.actions.shape == (50, 3, 2)  # the force itself
     assert len(ds.episode_bounds()) == 2 and ds.metadata["action_layout"] == "force-xy"
     assert ds.metadata["reward_variant"] == "omar"
     assert ds.metadata["source"] == f"{REPO}@{COMMIT}/{FOLDER}"

@@ -34,7 +34,8 @@ def test_same_command_and_seed_give_the_same_checksum_twice(spread_expert) -> No
 def test_generated_dataset_is_valid_and_structured(spread_expert, tmp_path: Path) -> None:
     ds = load_dataset(save_dataset(spread_expert, tmp_path / "s.npz"))
     assert len(ds) == 250 and ds.n_agents == 3 and ds.obs.shape == (250, 3, 18)
-    assert ds.actions.shape == (250, 3, 5) and np.abs(ds.actions).max() <= 1.0
+    assert ds.actions.shape == (250, 3, 2) and np.abs(ds.actions).max() <= 1.0
+    assert ds.metadata["action_layout"] == "force-xy"  # the paper's 2-d force per agent
     assert ds.episode_starts.sum() == 10 and ds.timeouts.sum() == 10 and not ds.terminals.any()
     assert {"versions", "command", "behaviour", "seed"} <= set(ds.metadata)
     assert ds.metadata["versions"]["mpe2"]
@@ -120,7 +121,8 @@ def test_normalised_score_uses_our_random_and_expert(tmp_path: Path) -> None:
     from om2p_lite.data.reference import normalized_score, write_reference
 
     rows = [{"task": "tag", "reward_variant": "mpe2", "quality": q, "budget": "smoke",
-             "seed": 0, "episodes": 10, "return_mean": m, "return_std": 1.0, "checksum": "x"}
+             "seed": 0, "episodes": 10, "return_mean": m, "return_std": 1.0, "checksum": "x",
+             "action_layout": "force-xy"}
             for q, m in (("random", 2.0), ("medium", 7.0), ("expert", 12.0))]
     path = write_reference(rows, tmp_path / "ref.csv")
     assert normalized_score("tag", 7.0, path=path) == pytest.approx(50.0)
@@ -156,7 +158,7 @@ def test_spread_with_four_agents_by_name_or_option(tmp_path: Path) -> None:
     by_name, _ = make_dataset("spread4", "expert", seed=1, n_transitions=50)
     by_option, _ = make_dataset("spread", "expert", seed=1, n_transitions=50, n_agents=4)
     assert by_name.checksum() == by_option.checksum()
-    assert by_name.obs.shape == (50, 4, 24) and by_name.actions.shape == (50, 4, 5)
+    assert by_name.obs.shape == (50, 4, 24) and by_name.actions.shape == (50, 4, 2)
     meta = by_name.metadata
     assert meta["task"] == "spread4" and meta["n_agents"] == 4 and "4 landmarks" in \
         meta["env_notes"]

@@ -137,33 +137,37 @@ def test_cli_train_on_an_imported_set_writes_result_json(public_spread4: Path,
     assert result["task"] == "spread4" and result["quality"] == "imported"
 
 
-def test_official_2d_forces_import_as_the_same_force(public_spread4: Path,
-                                                      tmp_path: Path) -> None:
+def test_official_2d_forces_are_the_default_tasks_own_actions(public_spread4: Path,
+                                                              tmp_path: Path) -> None:
     """--action-layout force-xy: files whose action is the 2-d force (the official OM2P
-    code's MPE fork) import as 5-d actions that move every agent exactly as that force."""
+    code's MPE fork) are the default task's own actions, kept bit for bit; the same forces
+    in mpe2's 5-d layout import into the mpe2 task and move every agent exactly alike."""
     from om2p_lite.data.npy_io import force_xy_to_mpe
     from om2p_lite.envs import make_env
 
+    ds = import_npy(public_spread4, "spread", reward_variant="omar", action_layout="force-xy")
     native = import_npy(public_spread4, "spread", reward_variant="omar")
-    src = tmp_path / "xy"
+    assert ds.checksum() == native.checksum() and ds.actions.shape == (100, 4, 2)
+    assert ds.metadata["action_layout"] == "force-xy"
+    src = tmp_path / "five"
     src.mkdir()
     for path in public_spread4.glob("*.npy"):
         arr = np.load(path, allow_pickle=False)
-        if path.name.startswith("acs_"):  # the force mpe2 applies: (right - left, up - down)/2
-            arr = np.stack([arr[:, 2] - arr[:, 1], arr[:, 4] - arr[:, 3]], 1) / 2
-        np.save(src / path.name, arr)
-    ds = import_npy(src, "spread", reward_variant="omar", action_layout="force-xy")
-    assert ds.metadata["action_layout"] == "force-xy" and ds.actions.shape == (100, 4, 5)
-    assert not np.allclose(ds.actions, native.actions)  # other columns, ...
+        np.save(src / path.name, force_xy_to_mpe(arr) if path.name.startswith("acs_") else arr)
+    five = import_npy(src, "spread", reward_variant="omar", action_layout="mpe2")
+    assert five.metadata["action_layout"] == "mpe2" and five.actions.shape == (100, 4, 5)
     nexts = []
-    for actions in (native.actions[:5], ds.actions[:5]):  # ... the same motion
-        env = make_env("spread4", "omar")
+    for actions, layout in ((ds.actions[:5], "force-xy"), (five.actions[:5], "mpe2")):
+        env = make_env("spread4", "omar", action_layout=layout)
         env.reset(seed=3)
         nexts.append(np.stack([env.step(a)[0] for a in actions]))
-    np.testing.assert_allclose(nexts[0], nexts[1], atol=1e-6)
+    np.testing.assert_array_equal(nexts[0], nexts[1])  # the same motion
     np.testing.assert_array_equal(force_xy_to_mpe(np.array([[0.5, -1.0]])),
                                   [[0.0, -0.5, 0.5, 1.0, -1.0]])
-    with pytest.raises(DatasetError, match="acs_0.*width 5.*force-xy reads 2-d"):
-        import_npy(public_spread4, "spread", reward_variant="omar", action_layout="force-xy")
+    with pytest.raises(DatasetError, match="acs_0.*width 2.*mpe2 reads 5-d"):
+        import_npy(public_spread4, "spread", reward_variant="omar", action_layout="mpe2")
     with pytest.raises(ValueError, match="action layout 'xy' is unknown"):
         import_npy(src, "spread", reward_variant="omar", action_layout="xy")
+    with pytest.raises(DatasetError, match="--action-layout force-xy names an MPE action "
+                       "layout, but halfcheetah is not an MPE task"):
+        import_npy(src, "halfcheetah", action_layout="force-xy")

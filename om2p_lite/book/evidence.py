@@ -39,11 +39,12 @@ def label(algo: str, variant: str) -> str:
     return f"{algo}/{variant}" if variant else algo
 
 
-def _linear_normaliser(task: str, reward_variant: str) -> tuple[float, float] | None:
+def _linear_normaliser(task: str, reward_variant: str, action_layout: str
+                       ) -> tuple[float, float] | None:
     """(a, b) with normalised = a + b R for the task's reference returns, or None."""
     from om2p_lite.rl.evaluate import normalised_or_none
 
-    n0, n1 = (normalised_or_none(task, x, reward_variant) for x in (0.0, 1.0))
+    n0, n1 = (normalised_or_none(task, x, reward_variant, action_layout) for x in (0.0, 1.0))
     return None if n0 is None or n1 is None else (n0, n1 - n0)
 
 
@@ -55,10 +56,13 @@ def load_episodes(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     (q_probe, q_pi_probe, mc_probe, q_err_probe; NaN for a run without a critic or made
     before them).
     """
+    from om2p_lite.rl.config import stored_value
+
     episodes, probes = [], []
     for _, keys, res in iter_runs(root, finished_only=True):
-        norm = _linear_normaliser(keys["task"],
-                                  res.get("config", {}).get("reward_variant", "mpe2"))
+        stored = res.get("config", {})  # a run older than action_layout used mpe2's
+        norm = _linear_normaliser(keys["task"], stored.get("reward_variant", "mpe2"),
+                                  stored_value(stored, "action_layout"))
         for ev in res.get("evals", []):
             rets = np.asarray(ev.get("returns") or [ev["return"]], dtype=float)
             base = keys | {"label": label(keys["algo"], keys["variant"]),
@@ -138,7 +142,8 @@ def _targets(runs: pd.DataFrame) -> dict[tuple[str, str], np.ndarray]:
 
     out = {}
     for (task, quality), block in runs.groupby(["task", "quality"], sort=False):
-        cfg = TrainConfig.from_dict(read_run_file(Path(block["path"].iloc[0]) / CONFIG_NAME))
+        # one older than action_layout names mpe2's 5-d data (TrainConfig.from_stored)
+        cfg = TrainConfig.from_stored(read_run_file(Path(block["path"].iloc[0]) / CONFIG_NAME))
         out[(task, quality)] = mc_returns(load_data(cfg), cfg.gamma)
     return out
 

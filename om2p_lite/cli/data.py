@@ -15,8 +15,12 @@ from pathlib import Path
 from om2p_lite.cli.args import OneLineParser, count, finite, positive
 from om2p_lite.data.behaviour import QUALITIES
 from om2p_lite.data.download import DEFAULT_REVISION, HUB_TASKS, REPO_ID
-from om2p_lite.data.npy_io import ACTION_LAYOUTS, IMPORT_QUALITIES, IMPORTED
-from om2p_lite.envs import TASKS
+from om2p_lite.data.npy_io import ACTION_LAYOUTS as FILE_LAYOUTS
+from om2p_lite.data.npy_io import IMPORT_QUALITIES, IMPORTED
+from om2p_lite.envs import ACTION_LAYOUTS, DEFAULT_ACTION_LAYOUT, TASKS
+
+LAYOUT_HELP = ("MPE's action per agent: force-xy, the paper's 2-d force (default), or mpe2, "
+               "mpe2's 5-d action (the data of the results stored before the layouts)")
 
 
 def _task(text: str) -> str:
@@ -46,7 +50,8 @@ def cmd_make(args: argparse.Namespace) -> int:
     if args.n_agents is not None and args.task in TASKS:
         args.task, args.n_agents = task_name(args.task, args.n_agents), None
     out = Path(args.out) if args.out else dataset_path(args.task, args.quality, args.seed,
-                                                       budget, args.reward_variant)
+                                                       budget, args.reward_variant,
+                                                       args.action_layout)
     if out.exists():
         print(f"error: {out} exists; choose another --out (nothing was written)",
               file=sys.stderr)
@@ -55,7 +60,7 @@ def cmd_make(args: argparse.Namespace) -> int:
                              budget=budget, reward_variant=args.reward_variant,
                              n_envs=args.n_envs, n_workers=args.workers, progress=True,
                              command=shlex.join(["python", "-m", "om2p_lite", *sys.argv[1:]]),
-                             n_agents=args.n_agents)
+                             n_agents=args.n_agents, action_layout=args.action_layout)
     save_dataset(ds, out)
     rets = ds.episode_returns()
     print(f"wrote {out}\n  transitions {len(ds)}  episodes {len(rets)}  return "
@@ -163,11 +168,12 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
     rows = reference_rows(_budget_name(args.budget), args.seed,
                           tuple(args.tasks) if args.tasks else None, progress=True,
-                          n_workers=args.workers)
+                          n_workers=args.workers, action_layout=args.action_layout)
     out = Path(args.out) if args.out else REFERENCE_CSV
     path = write_reference(merge_rows(read_reference(out) if out.exists() else [], rows), out)
     for r in rows:
-        print(f"{r['task']:12s} {r['reward_variant']:9s} {r['quality']:7s} "
+        print(f"{r['task']:12s} {r['reward_variant']:9s} {r['action_layout']:8s} "
+              f"{r['quality']:7s} "
               f"{r['return_mean']:10.3f} +- {r['return_std']:.3f}  ({r['episodes']} episodes)")
     print(f"wrote {path}")
     return 0
@@ -213,6 +219,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="override the preset size (at least one episode)")
     p.add_argument("--reward-variant", choices=("mpe2", "omar"), default="mpe2",
                    help="omar: OMAR's reshaped Spread reward (other tasks are unchanged)")
+    p.add_argument("--action-layout", choices=ACTION_LAYOUTS, default=DEFAULT_ACTION_LAYOUT,
+                   help=LAYOUT_HELP)
     p.add_argument("--n-envs", type=positive, default=None, help="environments stepped together "
                    "(changes the data; recorded in the metadata)")
     p.add_argument("--workers", type=positive, default=1,
@@ -242,10 +250,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "OMAR's public data); others default to their only one")
     p.add_argument("--quality", choices=IMPORT_QUALITIES, default=IMPORTED,
                    help="data set quality label (default: imported, behaviour unknown)")
-    p.add_argument("--action-layout", choices=ACTION_LAYOUTS, default="native",
-                   help="native: the task's own action columns; force-xy: 2-d MPE forces "
-                   "(the official OM2P code's MPE fork), mapped to the same force in "
-                   "Spread's or Tag's 5-d actions")
+    p.add_argument("--action-layout", choices=FILE_LAYOUTS, default="native",
+                   help="the files' MPE actions, kept as they are: force-xy, 2-d forces (the "
+                   "official OM2P data, the default task's own); mpe2, mpe2's 5-d actions; "
+                   "native: either, told apart by their width")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("download", help="fetch the OM2P authors' published data set from the "
@@ -266,7 +274,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--repo", default=REPO_ID, help=f"data set repository (default {REPO_ID})")
     p.add_argument("--folder", default=None, help="the set's folder in the repository "
                    "(default ENV/QUALITY/seed_S_data, ENV as the official code names the task)")
-    p.add_argument("--action-layout", choices=ACTION_LAYOUTS, default=None,
+    p.add_argument("--action-layout", choices=FILE_LAYOUTS, default=None,
                    help="the files' actions (default: force-xy for MPE, native for "
                    "halfcheetah), as in data import")
     p.add_argument("--cache-dir", default=None, help="where the raw files are kept (default "
@@ -285,6 +293,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=count, default=0)
     p.add_argument("--tasks", nargs="*", choices=TASKS, default=None)
     p.add_argument("--workers", type=positive, default=1)
+    p.add_argument("--action-layout", choices=ACTION_LAYOUTS, default=DEFAULT_ACTION_LAYOUT,
+                   help=LAYOUT_HELP + "; the other layout's rows are kept")
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_reference)
 

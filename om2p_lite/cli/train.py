@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from om2p_lite.cli.args import boolean, count, positive
-from om2p_lite.rl.config import TrainConfig
+from om2p_lite.rl.config import TrainConfig, field_default
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +23,7 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         kind = {"int": int, "float": float, "bool": boolean}.get(str(f.type), str)
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind,
-                            default=None, help=f"(default {f.default!r})")
+                            default=None, help=f"(default {field_default(f.name)!r})")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -90,7 +90,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     blob = load_run_checkpoint(run)
     ckpt = RunFolder(run).checkpoint_file
     try:
-        cfg = TrainConfig.from_dict(blob["config"]).validate()
+        cfg = TrainConfig.from_stored(blob["config"]).validate()
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{ckpt}: holds no valid config ({err}). Fix: "
                          f"retrain the run") from err
@@ -104,7 +104,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                          f"{str(err).splitlines()[0] if str(err) else ''}). Fix: retrain the "
                          f"run") from err
     res = evaluate_agent(agent, cfg.task, args.episodes, seed=args.seed, device=device,
-                         reward_variant=cfg.reward_variant)
+                         reward_variant=cfg.reward_variant, action_layout=cfg.action_layout)
     print(json.dumps({"run": str(run), "step": blob["step"], **res}, indent=1))
     return 0
 

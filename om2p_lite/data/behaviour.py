@@ -50,10 +50,11 @@ class ScriptedPolicy:
     """A deterministic hand-written controller from `om2p_lite.envs.scripted`."""
 
     task: str
+    layout: str = "force-xy"  # the action layout it answers in (envs.ACTION_LAYOUTS)
 
     def __call__(self, obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Act by the script."""
-        return SCRIPTED[self.task](obs)
+        return SCRIPTED[self.task](obs, layout=self.layout)
 
 
 @dataclass
@@ -112,7 +113,8 @@ class NoisyPolicy:
 
 
 # Scripted behaviour presets (MPE). p_random for "medium" was calibrated so that the mean
-# return sits about half-way between random and expert (see data/behaviour/PROVENANCE.md).
+# return sits about half-way between random and expert (see data/behaviour/PROVENANCE.md),
+# in the mpe2 layout; the force-xy layout uses the same numbers, not recalibrated.
 SCRIPTED_PRESETS: dict[str, dict[str, dict[str, float]]] = {
     "spread": {"expert": {"std": 0.1, "p_random": 0.0}, "medium": {"std": 0.3, "p_random": 0.7}},
     "tag": {"expert": {"std": 0.1, "p_random": 0.0}, "medium": {"std": 0.3, "p_random": 0.3}},
@@ -148,9 +150,10 @@ def behaviour_policy(spec: EnvSpec, quality: str, progress: float = 1.0) -> Nois
         if quality == "medium-replay":
             p_med = preset["medium"]["p_random"]
             p = 1.0 - progress * (1.0 - p_med)  # 1 (random) -> p_med over the dataset
-            return NoisyPolicy(ScriptedPolicy(spec.task), spec, std=preset["medium"]["std"],
-                               p_random=p)
-        return NoisyPolicy(ScriptedPolicy(spec.task), spec, **preset[quality])
+            return NoisyPolicy(ScriptedPolicy(spec.task, spec.action_layout), spec,
+                               std=preset["medium"]["std"], p_random=p)
+        return NoisyPolicy(ScriptedPolicy(spec.task, spec.action_layout), spec,
+                           **preset[quality])
     path = BEHAVIOUR_DIR / f"{spec.task}_td3.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: train it with `python -m om2p_lite data "

@@ -70,7 +70,10 @@ def return_histogram(datasets: dict[str, OfflineDataset], title: str = "") -> An
 
 
 def mpe_force(actions: np.ndarray) -> np.ndarray:
-    """MPE's effective force (..., 2) from the 5-dim action in [-1, 1]: (a2 - a1, a4 - a3) / 2."""
+    """MPE's effective force (..., 2) from an action in [-1, 1]: the 2-d force-xy action
+    itself, or (a2 - a1, a4 - a3) / 2 from mpe2's 5-d one."""
+    if actions.shape[-1] == 2:
+        return actions
     return np.stack([actions[..., 2] - actions[..., 1], actions[..., 4] - actions[..., 3]],
                     axis=-1) / 2.0
 
@@ -82,7 +85,7 @@ def action_histogram(datasets: dict[str, OfflineDataset], agent: int = 0) -> Any
     fig = go.Figure()
     for quality, ds in datasets.items():
         a = ds.actions[:, agent]
-        x = mpe_force(a)[:, 0] if a.shape[-1] == 5 else a[:, 0]
+        x = mpe_force(a)[:, 0] if a.shape[-1] in (2, 5) else a[:, 0]  # MPE: 2 or 5 wide
         fig.add_trace(go.Histogram(x=x, name=quality, opacity=0.6, histnorm="probability",
                                    marker_color=COLOURS.get(quality), nbinsx=60))
     fig.update_layout(barmode="overlay", title=f"agent {agent}: action distribution",

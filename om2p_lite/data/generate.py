@@ -21,7 +21,16 @@ from om2p_lite.data.behaviour import QUALITIES, SCRIPTED_PRESETS, behaviour_poli
 from om2p_lite.data.dataset import OfflineDataset, load_dataset, save_dataset
 from om2p_lite.data.errors import DatasetError
 from om2p_lite.data.format import FORMAT_VERSION
-from om2p_lite.envs import TASKS, VecEnv, parse_task, task_name
+from om2p_lite.envs import (
+    DEFAULT_ACTION_LAYOUT,
+    MPE_TASKS,
+    TASKS,
+    VecEnv,
+    check_action_layout,
+    dataset_layout,
+    parse_task,
+    task_name,
+)
 from om2p_lite.runtime.budget import get_budget
 
 DATA_DIR_ENV = "OM2P_DATA_DIR"
@@ -62,11 +71,17 @@ def _check_size(size: object, task: str, episode_length: int) -> int:
 
 
 def dataset_path(task: str, quality: str, seed: int, budget: str,
-                 reward_variant: str = "mpe2") -> Path:
-    """Cache file name of one (task, reward variant, quality, seed, budget) dataset."""
-    variant = "" if reward_variant == "mpe2" or parse_task(task)[0] != "spread" \
-        else f"-{reward_variant}"
-    return cache_dir() / f"{task}{variant}-{quality}-s{seed}-{budget}.npz"
+                 reward_variant: str = "mpe2",
+                 action_layout: str = DEFAULT_ACTION_LAYOUT) -> Path:
+    """Cache file name of one (task, reward variant, action layout, quality, seed, budget)
+    dataset: ``{task}[-omar][-mpe2]-{quality}-s{seed}-{budget}.npz``, where ``-omar`` marks
+    Spread's OMAR reward and ``-mpe2`` MPE's 5-d action layout (the default force-xy and
+    HalfCheetah add nothing)."""
+    base = parse_task(task)[0]
+    variant = "" if reward_variant == "mpe2" or base != "spread" else f"-{reward_variant}"
+    layout = "" if check_action_layout(action_layout) == DEFAULT_ACTION_LAYOUT \
+        or base not in MPE_TASKS else f"-{action_layout}"
+    return cache_dir() / f"{task}{variant}{layout}-{quality}-s{seed}-{budget}.npz"
 
 
 def versions() -> dict[str, str]:
@@ -88,14 +103,17 @@ def default_n_envs(task: str, n_episodes: int) -> int:
 def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | None = None,
                  budget: str = "smoke", reward_variant: str = "mpe2", n_envs: int | None = None,
                  n_workers: int = 1, progress: bool = False, command: str | None = None,
-                 n_agents: int | None = None) -> tuple[OfflineDataset, dict[str, float]]:
+                 n_agents: int | None = None, action_layout: str = DEFAULT_ACTION_LAYOUT,
+                 ) -> tuple[OfflineDataset, dict[str, float]]:
     """Roll the ``quality`` behaviour policy until whole episodes fill ``n_transitions``.
 
-    Deterministic in (task, quality, seed, size, n_envs): ``n_workers`` only spreads the
-    same environments over processes. ``n_agents`` makes Spread with N agents (the same as
-    ``task='spreadN'``; the metadata records the task name ``spreadN``). Returns the dataset
-    and timing stats.
+    Deterministic in (task, quality, seed, size, n_envs, action layout): ``n_workers`` only
+    spreads the same environments over processes. ``n_agents`` makes Spread with N agents
+    (the same as ``task='spreadN'``; the metadata records the task name ``spreadN``).
+    ``action_layout`` is MPE's action (force-xy, or mpe2 for the 5-d data sets made before
+    it, bit for bit). Returns the dataset and timing stats.
     """
+    check_action_layout(action_layout)
     if n_agents is not None and task in TASKS:
         task = task_name(task, n_agents)
     base, n_spread = parse_task(task)
@@ -107,7 +125,8 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
     if quality not in QUALITIES:
         raise ValueError(f"unknown quality {quality!r}; choose one of {QUALITIES}")
     q_index, t_index = QUALITIES.index(quality), TASKS.index(base)
-    env = VecEnv(task, 1, seed=0, reward_variant=reward_variant)  # probe for the spec only
+    env = VecEnv(task, 1, seed=0, reward_variant=reward_variant,
+                 action_layout=action_layout)  # probe for the spec only
     spec = env.spec
     env.close()
     if n_agents is not None and spec.n_agents != n_agents:
@@ -131,7 +150,7 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
     done_eps, write, t0, steps = 0, 0, time.time(), 0
     bar = _progress_bar(progress, n_episodes, f"{task}/{quality}")
     with VecEnv(task, n_envs, seed=seed * 1_000 + q_index, reward_variant=reward_variant,
-                n_workers=n_workers) as venv:
+                n_workers=n_workers, action_layout=action_layout) as venv:
         obs = venv.reset()
         while done_eps < n_episodes:
             frac = round(done_eps / n_episodes, 2)  # medium-replay progress, 1% resolution
@@ -166,14 +185,16 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
     meta = {
         "format_version": FORMAT_VERSION, "task": task, "quality": quality, "seed": seed,
         "reward_variant": spec.reward_variant, "n_agents": A, "obs_dims": list(spec.obs_dims),
-        "act_dims": list(spec.act_dims), "agent_names": list(spec.agent_names),
+        "act_dims": list(spec.act_dims), "action_layout": spec.action_layout,
+        "agent_names": list(spec.agent_names),
         "episode_length": T, "score": spec.score, "env_notes": spec.notes,
         "n_transitions_requested": size, "n_episodes": n_episodes, "n_envs": n_envs,
         "behaviour": describe_behaviour(task, quality), "budget": budget,
         "command": command or "om2p_lite.data.generate.make_dataset(" + ", ".join(
             f"{k}={v!r}" for k, v in (("task", task), ("quality", quality), ("seed", seed),
                                       ("n_transitions", size), ("reward_variant",
-                                                                reward_variant))) + ")",
+                                                                reward_variant),
+                                      ("action_layout", action_layout))) + ")",
         "versions": versions(), "source": "generated by om2p_lite (no download)",
     }
     ds = OfflineDataset(**arrays, episode_starts=starts, metadata=meta)
@@ -213,18 +234,46 @@ def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
     return _Silent()
 
 
+def _cached(path: Path, action_layout: str, legacy: Path) -> OfflineDataset | None:
+    """The data set cached at ``path`` if it holds ``action_layout``'s actions, else None.
+
+    A file made before the layouts existed sits at the default layout's name but holds
+    mpe2's 5-d actions: it is moved to its own name ``legacy`` (kept, not remade) first.
+    """
+    if not path.exists():
+        return None
+    ds = load_dataset(path)
+    if dataset_layout(ds.metadata) == action_layout or path == legacy:
+        return ds
+    try:  # link, then unlink: never replaces a file another process put at ``legacy``
+        os.link(path, legacy)
+    except FileExistsError:
+        pass
+    path.unlink(missing_ok=True)
+    return None
+
+
 def get_dataset(task: str, quality: str, seed: int = 0, budget: str | None = None,
                 reward_variant: str = "mpe2", progress: bool = False,
-                n_workers: int = 1) -> OfflineDataset:
+                n_workers: int = 1, action_layout: str = DEFAULT_ACTION_LAYOUT
+                ) -> OfflineDataset:
     """Load the cached dataset, or make and cache it on first use (never downloads)."""
     budget = budget or get_budget().name
-    path = dataset_path(task, quality, seed, budget, reward_variant)
-    if path.exists():
-        return load_dataset(path)
+    path = dataset_path(task, quality, seed, budget, reward_variant, action_layout)
+    legacy = dataset_path(task, quality, seed, budget, reward_variant, "mpe2")
+    want = action_layout if parse_task(task)[0] in MPE_TASKS else "native"
+    default = dataset_path(task, quality, seed, budget, reward_variant)
+    if path == legacy != default:  # mpe2 asked: a pre-layout file may sit at the default name
+        _cached(default, DEFAULT_ACTION_LAYOUT, legacy)
+    if (ds := _cached(path, want, legacy)) is not None:
+        return ds
     argv = ["python", "-m", "om2p_lite", "data", "make", "--task", task, "--quality", quality,
             "--seed", str(seed), "--budget", budget, "--reward-variant", reward_variant]
+    if action_layout != DEFAULT_ACTION_LAYOUT:
+        argv += ["--action-layout", action_layout]
     ds, _ = make_dataset(task, quality, seed, budget=budget, reward_variant=reward_variant,
-                         progress=progress, n_workers=n_workers, command=shlex.join(argv))
+                         progress=progress, n_workers=n_workers, command=shlex.join(argv),
+                         action_layout=action_layout)
     if path.exists():  # another process made it meanwhile: same command, so same bits
         return load_dataset(path)
     try:

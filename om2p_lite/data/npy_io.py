@@ -17,7 +17,16 @@ from om2p_lite.data.behaviour import QUALITIES
 from om2p_lite.data.dataset import OfflineDataset, unwritable
 from om2p_lite.data.errors import DatasetError
 from om2p_lite.data.format import FORMAT_VERSION
-from om2p_lite.envs import SPREAD_RANGE, get_spec, parse_task, task_name
+from om2p_lite.envs import (
+    DEFAULT_ACTION_LAYOUT,
+    MPE_TASKS,
+    SPREAD_RANGE,
+    get_spec,
+    layout_of_width,
+    parse_task,
+    task_name,
+)
+from om2p_lite.envs.mpe import LAYOUT_WIDTHS
 
 KINDS = ("obs", "acs", "rews", "next_obs", "dones")
 IMPORTED = "imported"  # quality label of a data set whose behaviour policy is unknown
@@ -25,16 +34,18 @@ IMPORT_QUALITIES = (*QUALITIES, IMPORTED)
 # reward functions an imported file may have been made with, per scenario (first = default)
 IMPORT_REWARD_VARIANTS = {"spread": ("mpe2", "omar"), "tag": ("mpe2", "omar"),
                           "world": ("mpe2", "omar"), "halfcheetah": ("mamujoco",)}
-# how a file's action columns map onto the task's: "native" = the same columns; "force-xy"
-# = an MPE fork whose movement action is the 2-d force u = (x, y) itself (the official OM2P
-# code's), where MPE's 5-d continuous action gives u = (a[2] - a[1], a[4] - a[3]) in [0, 1]
-# (mpe2's order: no-op, left, right, down, up) and the policy's [-1, 1] box maps to it as
-# (a + 1) / 2. So (x, y) becomes [0, -x, x, -y, y]: the same force, in om2p-lite's box.
-ACTION_LAYOUTS = ("native", "force-xy")
+# what a file's action columns are; the data set keeps them as they are, in the MPE task
+# of that layout (envs.ACTION_LAYOUTS): "force-xy" = the 2-d force u = (x, y) itself, the
+# action of the MPE fork of OMAR and the official OM2P code (om2p-lite's default layout);
+# "mpe2" = mpe2's 5-d continuous action (om2p-lite's first data sets); "native" = om2p-lite's
+# own columns: for MPE either of the two, told apart by their width (2 or 5).
+ACTION_LAYOUTS = ("native", "force-xy", "mpe2")
 
 
 def force_xy_to_mpe(xy: np.ndarray) -> np.ndarray:
-    """(N, 2) forces in [-1, 1] → (N, 5) om2p-lite MPE actions with the same force."""
+    """(N, 2) forces in [-1, 1] → (N, 5) mpe2-layout actions with the same force: MPE's
+    5-d action gives u = (a[2] - a[1], a[4] - a[3]) in its [0, 1] box (order no-op, left,
+    right, down, up), which the policy's [-1, 1] box maps to as (a + 1) / 2."""
     x, y = xy[:, 0], xy[:, 1]
     return np.stack([np.zeros_like(x), -x, x, -y, y], axis=1)
 
@@ -127,24 +138,12 @@ def _check_against_task(src: Path, task: str, n_agents: int, obs_dims: list[int]
             raise DatasetError(str(src), "obs_i", f"holds {n_agents} agents; Spread here "
                                f"supports {lo}..{hi}", "import a Spread set of that size")
         task = task_name("spread", n_agents)  # 4 files: spread4
-    spec = get_spec(task, reward_variant)
+    layout = _task_layout(src, base, act_dims, action_layout)
+    spec = get_spec(task, reward_variant, layout)
     if spec.n_agents != n_agents:
         raise DatasetError(str(src), "obs_i", f"holds {n_agents} agents but {task} has "
                            f"{spec.n_agents}", "pass the task these files were made in "
                            "(--task spread takes any agent count)")
-    if action_layout == "force-xy":
-        if list(spec.act_dims) != [5] * n_agents:
-            raise DatasetError(str(src), "acs_i", f"--action-layout force-xy maps 2-d forces "
-                               f"onto MPE's 5-d movement actions, but {task}'s action widths "
-                               f"are {list(spec.act_dims)}", "use it for Spread or Tag "
-                               "files only, or import native-width actions")
-        for i, got in enumerate(act_dims):
-            if got != 2:
-                raise DatasetError(str(src / f"acs_{i}.npy"), f"acs_{i}", f"has width {got}, "
-                                   f"but --action-layout force-xy reads 2-d forces",
-                                   "drop --action-layout for files in the task's own "
-                                   "layout")
-        act_dims = list(spec.act_dims)
     for kind, dims, want in (("obs", obs_dims, spec.obs_dims), ("acs", act_dims,
                                                                  spec.act_dims)):
         for i, (got, exp) in enumerate(zip(dims, want, strict=True)):
@@ -156,6 +155,33 @@ def _check_against_task(src: Path, task: str, n_agents: int, obs_dims: list[int]
     return task, spec
 
 
+def _task_layout(src: Path, base: str, act_dims: list[int], action_layout: str) -> str:
+    """The task's action layout for files whose actions are ``action_layout`` (checked
+    against their widths ``act_dims``); HalfCheetah's is its own (the default's)."""
+    if base not in MPE_TASKS:
+        if action_layout != "native":
+            raise DatasetError(str(src), "acs_i", f"--action-layout {action_layout} names an "
+                               f"MPE action layout, but {base} is not an MPE task",
+                               "drop --action-layout (HalfCheetah has one layout)")
+        return DEFAULT_ACTION_LAYOUT  # ignored by HalfCheetah
+    widths = sorted(set(act_dims))
+    if action_layout == "native":
+        if len(widths) == 1 and widths[0] in LAYOUT_WIDTHS.values():
+            return layout_of_width(widths[0])
+        raise DatasetError(str(src / "acs_0.npy"), "acs_i", f"has action widths {act_dims}; "
+                           f"MPE actions are 2 wide (force-xy) or 5 (mpe2) for every agent",
+                           "import files made in this task, or pass --action-layout")
+    want = LAYOUT_WIDTHS[action_layout]
+    for i, got in enumerate(act_dims):
+        if got != want:
+            other = [k for k, w in LAYOUT_WIDTHS.items() if w == got]
+            raise DatasetError(str(src / f"acs_{i}.npy"), f"acs_{i}", f"has width {got}, but "
+                               f"--action-layout {action_layout} reads {want}-d actions",
+                               f"use --action-layout {other[0]}" if other else
+                               "import files made in this task")
+    return action_layout
+
+
 def import_npy(src: str | Path, task: str, action_low: float = -1.0, action_high: float = 1.0,
                reward_variant: str | None = None, quality: str = IMPORTED,
                action_layout: str = "native") -> OfflineDataset:
@@ -165,7 +191,9 @@ def import_npy(src: str | Path, task: str, action_low: float = -1.0, action_high
     The files must fit ``task`` (agent count, observation and action widths). Spread takes
     its agent count from the files: four agents' files become task ``spread4``. ``quality``
     is one of ``IMPORT_QUALITIES``; ``reward_variant`` must be named for Spread.
-    ``action_layout`` "force-xy" reads 2-d MPE forces (``force_xy_to_mpe``).
+    ``action_layout`` (``ACTION_LAYOUTS``) names the files' MPE actions: force-xy (2-d
+    forces, the official data) or mpe2 (5-d); native tells them apart by width. The data
+    set keeps the columns and records the task's layout (``metadata['action_layout']``).
     """
     src = Path(src)
     if action_layout not in ACTION_LAYOUTS:
@@ -205,9 +233,6 @@ def import_npy(src: str | Path, task: str, action_low: float = -1.0, action_high
     else:
         scale = 2.0 / (action_high - action_low)
         acts = [(a - action_low) * scale - 1.0 for a in per["acs"]]
-    if action_layout == "force-xy":
-        acts = [force_xy_to_mpe(a) for a in acts]
-        act_dims = list(spec.act_dims)
     actions = _pad(acts, act_dims)
     rewards = np.stack(per["rews"], axis=1)
     terminals = np.stack(per["dones"], axis=1).max(1) > 0.5
@@ -224,7 +249,7 @@ def import_npy(src: str | Path, task: str, action_low: float = -1.0, action_high
         "act_dims": act_dims, "score": spec.score, "episode_length": spec.episode_length,
         "agent_names": list(spec.agent_names), "env_notes": spec.notes,
         "behaviour": "unknown (imported)", "source": f"imported from {src.name}",
-        "action_box": [action_low, action_high], "action_layout": action_layout,
+        "action_box": [action_low, action_high], "action_layout": spec.action_layout,
     }
     ds = OfflineDataset(obs=obs, actions=actions.astype(np.float32), rewards=rewards,
                         next_obs=next_obs, terminals=terminals, timeouts=ends & ~terminals,

@@ -1,6 +1,9 @@
 """Reference returns (random / medium / expert) per task and the normalised score built on them.
 
 Not an evaluator of learned policies: the numbers are our own datasets' mean episode returns.
+The references depend on the data, so on MPE's action layout too (random actions in a 2-d
+force box are not random actions in mpe2's 5-d one): each row names its ``action_layout``;
+a table written before the column existed holds mpe2 rows (HalfCheetah: native).
 """
 
 from __future__ import annotations
@@ -11,18 +14,31 @@ from pathlib import Path
 import numpy as np
 
 from om2p_lite.data.generate import REPO_DATA, get_dataset
+from om2p_lite.envs import (
+    DEFAULT_ACTION_LAYOUT,
+    LEGACY_ACTION_LAYOUT,
+    MPE_TASKS,
+    check_action_layout,
+)
 
 REFERENCE_CSV = REPO_DATA / "reference_returns.csv"
 COLUMNS = ("task", "reward_variant", "quality", "budget", "seed", "episodes", "return_mean",
-           "return_std", "checksum")
+           "return_std", "checksum", "action_layout")
 REFERENCE_RUNS = (("spread", "mpe2"), ("spread", "omar"), ("tag", "mpe2"), ("world", "mpe2"),
                   ("halfcheetah", "mamujoco"))
 
 
+def row_layout(task: str, action_layout: str) -> str:
+    """The layout a reference row of ``task`` names: the MPE layout, else native."""
+    return check_action_layout(action_layout) if task in MPE_TASKS else "native"
+
+
 def reference_rows(budget: str = "book", seed: int = 0, tasks: tuple[str, ...] | None = None,
                    qualities: tuple[str, ...] = ("random", "medium", "expert"),
-                   progress: bool = False, n_workers: int = 1) -> list[dict]:
-    """One row per (task, variant, quality): mean and std of the dataset's episode returns."""
+                   progress: bool = False, n_workers: int = 1,
+                   action_layout: str = DEFAULT_ACTION_LAYOUT) -> list[dict]:
+    """One row per (task, variant, quality): mean and std of the dataset's episode returns,
+    the MPE data sets in ``action_layout``."""
     rows = []
     for task, variant in REFERENCE_RUNS:
         if tasks is not None and task not in tasks:
@@ -30,23 +46,33 @@ def reference_rows(budget: str = "book", seed: int = 0, tasks: tuple[str, ...] |
         for quality in qualities:
             ds = get_dataset(task, quality, seed, budget,
                              reward_variant="omar" if variant == "omar" else "mpe2",
-                             progress=progress, n_workers=n_workers)
+                             progress=progress, n_workers=n_workers,
+                             action_layout=action_layout)
             rets = ds.episode_returns()
             rows.append({"task": task, "reward_variant": variant, "quality": quality,
                          "budget": budget, "seed": seed, "episodes": len(rets),
                          "return_mean": round(float(rets.mean()), 4),
                          "return_std": round(float(rets.std()), 4),
-                         "checksum": ds.metadata["checksum"]})
+                         "checksum": ds.metadata["checksum"],
+                         "action_layout": row_layout(task, action_layout)})
     return rows
 
 
+def _key(r: dict) -> tuple[str, str, str]:
+    return r["task"], r["reward_variant"], r["action_layout"]
+
+
 def merge_rows(old: list[dict], new: list[dict]) -> list[dict]:
-    """Replace the old rows of every (task, variant) that ``new`` covers; keep the rest."""
-    covered = {(r["task"], r["reward_variant"]) for r in new}
-    kept = [r for r in old if (r["task"], r["reward_variant"]) not in covered]
+    """Replace the old rows of every (task, variant, layout) that ``new`` covers; keep the
+    rest (the other layout's rows among them)."""
+    covered = {_key(r) for r in new}
+    kept = [r for r in old if _key(r) not in covered]
     order = {key: i for i, key in enumerate(REFERENCE_RUNS)}
+    # the default layout's rows (HalfCheetah's, which has one, with them), then mpe2's
+    layouts = {DEFAULT_ACTION_LAYOUT: 0, "native": 0, LEGACY_ACTION_LAYOUT: 1}
     quality = {"random": 0, "medium-replay": 1, "medium": 2, "expert": 3}
-    return sorted(kept + new, key=lambda r: (order.get((r["task"], r["reward_variant"]), 99),
+    return sorted(kept + new, key=lambda r: (layouts.get(r["action_layout"], 9),
+                                             order.get((r["task"], r["reward_variant"]), 99),
                                              quality.get(r["quality"], 9)))
 
 
@@ -68,16 +94,23 @@ def read_reference(path: Path = REFERENCE_CSV) -> list[dict]:
         for k in ("return_mean", "return_std"):
             r[k] = float(r[k])
         r["episodes"] = int(r["episodes"])
+        if not r.get("action_layout"):  # a table older than the column: mpe2's data
+            r["action_layout"] = row_layout(r["task"], LEGACY_ACTION_LAYOUT)
     return rows
 
 
 def normalized_score(task: str, returns: float | np.ndarray, reward_variant: str = "mpe2",
-                     path: Path = REFERENCE_CSV) -> float | np.ndarray:
-    """100 (R - R_random) / (R_expert - R_random) with our own random and expert references."""
+                     path: Path = REFERENCE_CSV, action_layout: str = DEFAULT_ACTION_LAYOUT
+                     ) -> float | np.ndarray:
+    """100 (R - R_random) / (R_expert - R_random) with our own random and expert references
+    of the data sets in ``action_layout`` (MPE; HalfCheetah has one)."""
     variant = "mamujoco" if task == "halfcheetah" else reward_variant
+    layout = row_layout(task, action_layout)
     ref = {r["quality"]: r["return_mean"] for r in read_reference(path)
-           if r["task"] == task and r["reward_variant"] == variant}
+           if r["task"] == task and r["reward_variant"] == variant
+           and r["action_layout"] == layout}
     if "random" not in ref or "expert" not in ref:
-        raise KeyError(f"no random/expert reference for {task} ({variant}) in {path}; run "
-                       f"`python -m om2p_lite data reference`")
+        flag = "" if layout != "mpe2" else " --action-layout mpe2"
+        raise KeyError(f"no random/expert reference for {task} ({variant}, {layout} actions) "
+                       f"in {path}; run `python -m om2p_lite data reference{flag}`")
     return 100.0 * (np.asarray(returns) - ref["random"]) / (ref["expert"] - ref["random"])

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from om2p_lite.data.dataset import OfflineDataset, load_dataset
 from om2p_lite.data.generate import get_dataset
+from om2p_lite.envs import MPE_TASKS, dataset_layout, parse_task
 
 if TYPE_CHECKING:
     from om2p_lite.rl.config import TrainConfig
@@ -21,13 +22,14 @@ def load_data(cfg: TrainConfig) -> OfflineDataset:
         ds = load_dataset(cfg.dataset)
     else:
         ds = get_dataset(cfg.task, cfg.quality, cfg.data_seed, cfg.data_budget,
-                         reward_variant=cfg.reward_variant)
+                         reward_variant=cfg.reward_variant, action_layout=cfg.action_layout)
     check_dataset(ds, cfg)
     return ds
 
 
 def check_dataset(ds: Any, cfg: TrainConfig) -> None:
-    """Raise if ``ds`` was made for another task or quality than the config names."""
+    """Raise if ``ds`` was made for another task, quality or MPE action layout than the
+    config names (the layout read off the actions' width: ``envs.dataset_layout``)."""
     meta = getattr(ds, "metadata", {}) or {}
     where = cfg.dataset or "the dataset"
     if meta.get("task", cfg.task) != cfg.task:
@@ -37,3 +39,9 @@ def check_dataset(ds: Any, cfg: TrainConfig) -> None:
     if meta.get("quality", cfg.quality) != cfg.quality:
         raise ValueError(f"{where} holds quality {meta['quality']!r} but the config says "
                          f"{cfg.quality!r}. Fix: set quality = {meta['quality']!r}")
+    if parse_task(cfg.task)[0] in MPE_TASKS and "act_dims" in meta:
+        layout = dataset_layout(meta)
+        if layout != cfg.action_layout:
+            raise ValueError(f"{where} holds {layout} actions ({meta['act_dims'][0]} per "
+                             f"agent) but the config says action_layout = "
+                             f"{cfg.action_layout!r}. Fix: set action_layout = {layout!r}")

@@ -9,12 +9,20 @@ vector of environments (``vector``) and the scorer of a policy (``rollout``).
 from __future__ import annotations
 
 from om2p_lite.envs.base import EnvSpec, MultiAgentEnv, team_score
+from om2p_lite.envs.mpe import (
+    ACTION_LAYOUTS,
+    DEFAULT_ACTION_LAYOUT,
+    LEGACY_ACTION_LAYOUT,
+    check_action_layout,
+    layout_of_width,
+)
 from om2p_lite.envs.registry import (
     MPE_TASKS,
     SPREAD_AGENTS,
     SPREAD_RANGE,
     TASKS,
     check_task,
+    dataset_layout,
     get_spec,
     make_env,
     parse_task,
@@ -25,4 +33,5 @@ from om2p_lite.envs.vector import VecEnv
 
 __all__ = ["TASKS", "MPE_TASKS", "EnvSpec", "MultiAgentEnv", "VecEnv", "make_env", "get_spec",
            "team_score", "rollout_returns", "parse_task", "task_name", "check_task",
-           "SPREAD_AGENTS", "SPREAD_RANGE"]
+           "SPREAD_AGENTS", "SPREAD_RANGE", "ACTION_LAYOUTS", "DEFAULT_ACTION_LAYOUT",
+           "LEGACY_ACTION_LAYOUT", "check_action_layout", "dataset_layout", "layout_of_width"]

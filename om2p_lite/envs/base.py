@@ -24,6 +24,7 @@ class EnvSpec:
     score: str = "mean"  # "mean": mean over agents; "first": agent 0 (OMAR's convention)
     agent_names: tuple[str, ...] = field(default_factory=tuple)
     notes: str = ""  # one line on the task's configuration
+    action_layout: str = "native"  # MPE: force-xy (2-d force) | mpe2 (5-d); others: native
 
     @property
     def obs_dim(self) -> int:

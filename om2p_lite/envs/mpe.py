@@ -2,6 +2,14 @@
 
 Not a re-implementation of the physics: `mpe2` steps the world; we only map actions, run the
 fixed prey and compute OMAR's reshaped Spread reward when asked.
+
+Two action layouts per agent, both in [-1, 1] (``ACTION_LAYOUTS``):
+  force-xy (the default): the 2-d force u = (x, y) itself, the action of the MPE fork that
+    OMAR and the official OM2P code use (a Box(-1, 1, (2,)) scaled by MPE's sensitivity 5);
+  mpe2: mpe2's own 5-d continuous action (no-op, left, right, down, up), the layout of
+    om2p-lite's first data sets; three of its columns do nothing a force does not.
+A force (x, y) steps the world exactly as the 5-d action [0, -x, x, -y, y] does: it is sent
+through that action (``force_to_action``), so both layouts reach the same physics bit for bit.
 """
 
 from __future__ import annotations
@@ -11,10 +19,32 @@ from typing import Any
 import numpy as np
 
 from om2p_lite.envs.base import EnvSpec, pad_stack
-from om2p_lite.envs.scripted import tag_prey_policy, world_prey_policy
+from om2p_lite.envs.scripted import force_to_action, tag_prey_policy, world_prey_policy
 
 EPISODE_LENGTH = 25
 REWARD_VARIANTS = ("mpe2", "omar")
+ACTION_LAYOUTS = ("force-xy", "mpe2")  # per-agent MPE actions: 2-d force | mpe2's 5-d
+DEFAULT_ACTION_LAYOUT = "force-xy"  # the paper's (OMAR's fork); mpe2 = the data before it
+LEGACY_ACTION_LAYOUT = "mpe2"  # what a data set or config that names no layout was made in
+LAYOUT_WIDTHS = {"force-xy": 2, "mpe2": 5}  # action columns per agent
+
+
+def check_action_layout(layout: object) -> str:
+    """``layout`` if it names an MPE action layout, else a ``ValueError`` with the fix."""
+    if layout not in ACTION_LAYOUTS:
+        raise ValueError(f"action_layout: unknown {layout!r}. Fix: use one of "
+                         f"{list(ACTION_LAYOUTS)} (force-xy: the paper's 2-d force, the "
+                         f"default; mpe2: mpe2's 5-d action, om2p-lite's first data sets)")
+    return str(layout)
+
+
+def layout_of_width(width: int) -> str:
+    """The MPE layout whose actions have ``width`` columns (2: force-xy, 5: mpe2)."""
+    for layout, w in LAYOUT_WIDTHS.items():
+        if w == width:
+            return layout
+    raise ValueError(f"MPE actions are {sorted(LAYOUT_WIDTHS.values())} wide (layouts "
+                     f"{list(ACTION_LAYOUTS)}), got width {width}")
 
 
 def _build(task: str, n_agents: int | None = None) -> Any:
@@ -56,10 +86,13 @@ class MPEEnv:
     """One MPE episode at a time; the scripted prey (tag, world) acts inside ``step``.
 
     ``n_agents`` (Spread only) sets N agents and N landmarks; None is the standard 3.
+    ``action_layout`` is one of ``ACTION_LAYOUTS`` (the prey always acts in mpe2's layout).
     """
 
     def __init__(self, task: str, reward_variant: str = "mpe2",
-                 n_agents: int | None = None) -> None:
+                 n_agents: int | None = None,
+                 action_layout: str = DEFAULT_ACTION_LAYOUT) -> None:
+        self.layout = check_action_layout(action_layout)
         if reward_variant not in REWARD_VARIANTS:
             raise ValueError(f"reward_variant must be one of {REWARD_VARIANTS}, got "
                              f"{reward_variant!r}")
@@ -78,10 +111,11 @@ class MPEEnv:
                  "world": "3 learning predators (leader silent) vs 1 scripted prey, "
                           "1 obstacle, 2 food, 2 forests"}[task]
         self.spec = EnvSpec(task=task, n_agents=len(self.learners), obs_dims=obs_dims,
-                            act_dims=(5,) * len(self.learners), episode_length=EPISODE_LENGTH,
-                            reward_variant=reward_variant,
+                            act_dims=(LAYOUT_WIDTHS[self.layout],) * len(self.learners),
+                            episode_length=EPISODE_LENGTH, reward_variant=reward_variant,
                             score="mean" if task == "spread" else "first",
-                            agent_names=tuple(self.learners), notes=notes)
+                            agent_names=tuple(self.learners), notes=notes,
+                            action_layout=self.layout)
         self._t = 0
 
     def reset(self, seed: int | None = None) -> np.ndarray:
@@ -94,8 +128,11 @@ class MPEEnv:
         """Stacked learner observations."""
         return pad_stack([self.raw.observe(n) for n in self.learners], self.spec.obs_dim)
 
-    def _env_action(self, name: str, action: np.ndarray) -> np.ndarray:
-        """[-1, 1] policy action to MPE's [0, 1] box; a speaking leader says nothing."""
+    def _env_action(self, name: str, action: np.ndarray, layout: str) -> np.ndarray:
+        """[-1, 1] policy action in ``layout`` to MPE's [0, 1] box; a speaking leader says
+        nothing. A force (x, y) goes through its 5-d action [0, -x, x, -y, y]."""
+        if layout == "force-xy":
+            action = force_to_action(np.asarray(action[:2], dtype=np.float32))
         env_a = (np.clip(action[:5], -1.0, 1.0) + 1.0) / 2.0
         width = self.raw.action_spaces[name].shape[0]
         if width > 5:
@@ -104,12 +141,20 @@ class MPEEnv:
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool, bool]:
         """Advance one world step; return obs, rewards (n_agents,), terminated, timeout."""
+        width, got = LAYOUT_WIDTHS[self.layout], np.shape(actions)[-1]
+        if got != width:
+            hint = (f"build the task with action_layout={layout_of_width(got)!r}"
+                    if got in LAYOUT_WIDTHS.values() else f"give {width} numbers per agent")
+            raise ValueError(f"actions: {got} per agent, but the {self.layout} layout takes "
+                             f"{width}. Fix: {hint}")
         per_agent = dict(zip(self.learners, actions, strict=True))
         if self.prey:
             prey_policy = tag_prey_policy if self.task == "tag" else world_prey_policy
             for name in self.prey:
                 per_agent[name] = prey_policy(self.raw.observe(name)[None])[0]
-        self.raw.current_actions = [self._env_action(n, per_agent[n]) for n in self.raw.agents]
+        self.raw.current_actions = [  # the scripted prey acts in mpe2's layout
+            self._env_action(n, per_agent[n], self.layout if n in self.learners else "mpe2")
+            for n in self.raw.agents]
         self.raw._execute_world_step()  # one world step; the AEC wrapper would loop per agent
         self._t += 1
         if self.spec.reward_variant == "omar":

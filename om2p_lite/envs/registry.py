@@ -11,7 +11,12 @@ import re
 
 from om2p_lite.envs.base import EnvSpec, MultiAgentEnv
 from om2p_lite.envs.mamujoco import HalfCheetahEnv
-from om2p_lite.envs.mpe import MPEEnv
+from om2p_lite.envs.mpe import (
+    DEFAULT_ACTION_LAYOUT,
+    MPEEnv,
+    check_action_layout,
+    layout_of_width,
+)
 
 TASKS = ("spread", "tag", "world", "halfcheetah")
 MPE_TASKS = ("spread", "tag", "world")
@@ -73,12 +78,15 @@ def check_task(task: str) -> str:
     return task
 
 
-def make_env(task: str, reward_variant: str = "mpe2",
-             n_agents: int | None = None) -> MultiAgentEnv:
+def make_env(task: str, reward_variant: str = "mpe2", n_agents: int | None = None,
+             action_layout: str = DEFAULT_ACTION_LAYOUT) -> MultiAgentEnv:
     """Build one environment of ``task`` (actions in [-1, 1], per-agent rewards).
 
     ``n_agents`` sets Spread's agent count (the same as the task name ``spreadN``).
+    ``action_layout`` picks MPE's action (``ACTION_LAYOUTS``: force-xy, the paper's 2-d
+    force, or mpe2's 5-d); HalfCheetah checks it and ignores it (its spec says native).
     """
+    check_action_layout(action_layout)
     base, n = parse_task(task)
     if n_agents is not None:
         wanted = parse_task(task_name(base, n_agents))[1]  # None: the standard count
@@ -87,12 +95,25 @@ def make_env(task: str, reward_variant: str = "mpe2",
                              f"Fix: give the agent count once, by name (spreadN) or n_agents")
         n = wanted
     if base in MPE_TASKS:
-        return MPEEnv(base, reward_variant, n_agents=n)
+        return MPEEnv(base, reward_variant, n_agents=n, action_layout=action_layout)
     return HalfCheetahEnv()
 
 
-def get_spec(task: str, reward_variant: str = "mpe2") -> EnvSpec:
+def get_spec(task: str, reward_variant: str = "mpe2",
+             action_layout: str = DEFAULT_ACTION_LAYOUT) -> EnvSpec:
     """The task's spec (builds and closes one environment)."""
-    env = make_env(task, reward_variant)
+    env = make_env(task, reward_variant, action_layout=action_layout)
     env.close()
     return env.spec
+
+
+def dataset_layout(meta: dict) -> str:
+    """The action layout a data set's metadata says it holds: MPE files by their action
+    width (2: force-xy, 5: mpe2; files older than the layouts are 5 wide), else native."""
+    if parse_task(str(meta.get("task")))[0] not in MPE_TASKS:
+        return "native"
+    widths = set(meta.get("act_dims") or [])
+    if len(widths) != 1:
+        raise ValueError(f"act_dims: MPE agents share one action width, got "
+                         f"{meta.get('act_dims')!r}")
+    return layout_of_width(int(widths.pop()))

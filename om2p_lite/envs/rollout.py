@@ -10,16 +10,18 @@ from collections.abc import Callable
 import numpy as np
 
 from om2p_lite.envs.base import team_score
+from om2p_lite.envs.mpe import DEFAULT_ACTION_LAYOUT
 from om2p_lite.envs.vector import VecEnv
 
 ActFn = Callable[[np.ndarray], np.ndarray]  # obs (E, A, obs_dim) -> actions (E, A, act_dim)
 
 
 def rollout_returns(task: str, act_fn: ActFn, episodes: int = 10, seed: int = 0,
-                    reward_variant: str = "mpe2", n_workers: int = 1) -> np.ndarray:
+                    reward_variant: str = "mpe2", n_workers: int = 1,
+                    action_layout: str = DEFAULT_ACTION_LAYOUT) -> np.ndarray:
     """Team return (the task's score rule) of ``episodes`` parallel episodes, shape (episodes,)."""
     with VecEnv(task, episodes, seed=seed, reward_variant=reward_variant,
-                n_workers=n_workers) as env:
+                n_workers=n_workers, action_layout=action_layout) as env:
         obs, ret = env.reset(), np.zeros(episodes)
         done = np.zeros(episodes, bool)
         for _ in range(env.spec.episode_length):

@@ -1,6 +1,8 @@
 """Hand-written MPE controllers that read only each agent's own observation.
 
 Not learned and not optimal: good enough to serve as expert behaviour and as the fixed prey.
+Each controller computes a force per agent and returns it in the asked action layout
+(``as_layout``): the force itself (force-xy) or mpe2's 5-d action with the same force.
 """
 
 from __future__ import annotations
@@ -19,12 +21,23 @@ def force_to_action(force: np.ndarray) -> np.ndarray:
     return np.stack([zero, -fx, fx, -fy, fy], axis=-1).astype(np.float32)
 
 
+def as_layout(force: np.ndarray, layout: str) -> np.ndarray:
+    """Desired forces (..., 2) as actions of ``layout``: force-xy clips them to [-1, 1],
+    mpe2 maps them with ``force_to_action``; both give the world the same force."""
+    if layout == "force-xy":
+        return np.clip(force, -1.0, 1.0).astype(np.float32)
+    if layout == "mpe2":
+        return force_to_action(force)
+    raise ValueError(f"action layout {layout!r} is unknown. Fix: use force-xy or mpe2")
+
+
 def pd_force(target_rel: np.ndarray, vel: np.ndarray, kp: float, kd: float) -> np.ndarray:
     """A proportional-derivative push towards a relative target, in action units."""
     return kp * target_rel - kd * vel
 
 
-def spread_policy(obs: np.ndarray, kp: float = 3.0, kd: float = 1.2) -> np.ndarray:
+def spread_policy(obs: np.ndarray, kp: float = 3.0, kd: float = 1.2,
+                  layout: str = "force-xy") -> np.ndarray:
     """Assignment-based navigation: every agent solves the same N x N matching from its obs.
 
     Spread with N agents observes 6N numbers: own velocity and position (4), N landmarks
@@ -35,7 +48,7 @@ def spread_policy(obs: np.ndarray, kp: float = 3.0, kd: float = 1.2) -> np.ndarr
     if width != 6 * n or n != a:
         raise ValueError(f"spread_policy expects {a} agents observing {6 * a} numbers each, "
                          f"got observations of shape {obs.shape}")
-    out = np.zeros((b, a, 5), dtype=np.float32)
+    out = np.zeros((b, a, 2), dtype=np.float32)
     perms = np.array(list(itertools.permutations(range(n))))  # (n!, n)
     for i in range(a):
         o = obs[:, i]
@@ -47,8 +60,8 @@ def spread_policy(obs: np.ndarray, kp: float = 3.0, kd: float = 1.2) -> np.ndarr
         cost = dist[:, np.arange(n)[None], perms].sum(-1)  # (b, n!)
         best = perms[cost.argmin(1)]  # (b, n): landmark for each agent
         target = lm[np.arange(b), best[:, i]]
-        out[:, i] = force_to_action(pd_force(target - pos, o[:, 0:2], kp, kd))
-    return out
+        out[:, i] = pd_force(target - pos, o[:, 0:2], kp, kd)
+    return as_layout(out, layout)
 
 
 def _flee_force(pos: np.ndarray, hunters_rel: np.ndarray, wall: float = 0.8) -> np.ndarray:
@@ -90,21 +103,22 @@ def _chase(pos: np.ndarray, vel: np.ndarray, prey_rel: np.ndarray, prey_vel: np.
     return pd_force(aim, vel, kp=4.0, kd=0.5)
 
 
-def tag_predator_policy(obs: np.ndarray, radius: float = 0.25, lead: float = 0.3) -> np.ndarray:
+def tag_predator_policy(obs: np.ndarray, radius: float = 0.25, lead: float = 0.3,
+                        layout: str = "force-xy") -> np.ndarray:
     """Chasing heuristic for simple_tag predators (prey is the last 'other agent')."""
     b, a, _ = obs.shape
-    out = np.zeros((b, a, 5), dtype=np.float32)
+    out = np.zeros((b, a, 2), dtype=np.float32)
     for i in range(a):
         o = obs[:, i]
-        out[:, i] = force_to_action(_chase(o[:, 2:4], o[:, 0:2], o[:, 12:14], o[:, 14:16],
-                                           i, a, radius, lead))
-    return out
+        out[:, i] = _chase(o[:, 2:4], o[:, 0:2], o[:, 12:14], o[:, 14:16], i, a, radius, lead)
+    return as_layout(out, layout)
 
 
-def world_predator_policy(obs: np.ndarray, radius: float = 0.25, lead: float = 0.3) -> np.ndarray:
+def world_predator_policy(obs: np.ndarray, radius: float = 0.25, lead: float = 0.3,
+                          layout: str = "force-xy") -> np.ndarray:
     """Chasing heuristic for 3-vs-1 world; a predator that cannot see the prey searches a forest."""
     b, a, _ = obs.shape
-    out = np.zeros((b, a, 5), dtype=np.float32)
+    out = np.zeros((b, a, 2), dtype=np.float32)
     for i in range(a):
         o = obs[:, i]
         prey_rel, prey_vel = o[:, 18:20], o[:, 20:22]
@@ -113,8 +127,8 @@ def world_predator_policy(obs: np.ndarray, radius: float = 0.25, lead: float = 0
         hidden = (np.abs(prey_rel).sum(-1, keepdims=True) == 0)
         force = _chase(o[:, 2:4], o[:, 0:2], prey_rel, prey_vel, i, a, radius, lead)
         search = pd_force(near_forest, o[:, 0:2], kp=4.0, kd=0.5)
-        out[:, i] = force_to_action(np.where(hidden, search, force))
-    return out
+        out[:, i] = np.where(hidden, search, force)
+    return as_layout(out, layout)
 
 
 SCRIPTED = {

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from om2p_lite.envs.base import EnvSpec
+from om2p_lite.envs.mpe import DEFAULT_ACTION_LAYOUT
 from om2p_lite.envs.registry import make_env
 
 StepBatch = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -24,8 +25,10 @@ def env_seed(seed: int, index: int) -> int:
 class _Group:
     """A list of environments stepped in order, resetting each one when its episode ends."""
 
-    def __init__(self, task: str, reward_variant: str, seeds: list[int]) -> None:
-        self.envs = [make_env(task, reward_variant) for _ in seeds]
+    def __init__(self, task: str, reward_variant: str, seeds: list[int],
+                 action_layout: str = DEFAULT_ACTION_LAYOUT) -> None:
+        self.envs = [make_env(task, reward_variant, action_layout=action_layout)
+                     for _ in seeds]
         self.seeds = seeds
 
     def reset(self) -> np.ndarray:
@@ -50,9 +53,10 @@ class _Group:
             e.close()
 
 
-def _worker(conn: Any, task: str, reward_variant: str, seeds: list[int]) -> None:
+def _worker(conn: Any, task: str, reward_variant: str, seeds: list[int],
+            action_layout: str) -> None:
     """Serve reset/step/close commands for one group of environments in a child process."""
-    group = _Group(task, reward_variant, seeds)
+    group = _Group(task, reward_variant, seeds, action_layout)
     while True:
         cmd, payload = conn.recv()
         if cmd == "reset":
@@ -70,15 +74,17 @@ class VecEnv:
 
     Environment k is reset with ``env_seed(seed, k)``, or with ``seeds[k]`` when given (a
     population's evaluation: each member's block of environments seeded as its own run's).
+    ``action_layout``: MPE's action layout (``envs.ACTION_LAYOUTS``), the same in every copy.
     """
 
     def __init__(self, task: str, n_envs: int, seed: int = 0, reward_variant: str = "mpe2",
-                 n_workers: int = 1, seeds: list[int] | None = None) -> None:
+                 n_workers: int = 1, seeds: list[int] | None = None,
+                 action_layout: str = DEFAULT_ACTION_LAYOUT) -> None:
         if n_envs < 1 or n_workers < 1:
             raise ValueError(f"n_envs and n_workers must be >= 1, got {n_envs}, {n_workers}")
         if seeds is not None and len(seeds) != n_envs:
             raise ValueError(f"seeds: need one per environment ({n_envs}), got {len(seeds)}")
-        probe = make_env(task, reward_variant)
+        probe = make_env(task, reward_variant, action_layout=action_layout)
         self.spec: EnvSpec = probe.spec
         probe.close()
         self.n_envs = n_envs
@@ -86,7 +92,7 @@ class VecEnv:
         n_workers = min(n_workers, n_envs)
         self._chunks = [list(c) for c in np.array_split(np.arange(n_envs), n_workers)]
         if n_workers == 1:
-            self._local: _Group | None = _Group(task, reward_variant, seeds)
+            self._local: _Group | None = _Group(task, reward_variant, seeds, action_layout)
             self._conns: list[Any] = []
             self._procs: list[Any] = []
         else:
@@ -96,7 +102,8 @@ class VecEnv:
             for chunk in self._chunks:
                 parent, child = ctx.Pipe()
                 proc = ctx.Process(target=_worker, daemon=True,
-                                   args=(child, task, reward_variant, [seeds[k] for k in chunk]))
+                                   args=(child, task, reward_variant, [seeds[k] for k in chunk],
+                                         action_layout))
                 proc.start()
                 child.close()
                 self._conns.append(parent)

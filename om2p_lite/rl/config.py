@@ -9,12 +9,17 @@ import dataclasses
 import numbers
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from om2p_lite.data.behaviour import QUALITIES
 from om2p_lite.data.npy_io import IMPORTED
-from om2p_lite.envs import check_task
+from om2p_lite.envs import (
+    ACTION_LAYOUTS,
+    DEFAULT_ACTION_LAYOUT,
+    LEGACY_ACTION_LAYOUT,
+    check_task,
+)
 from om2p_lite.flows.meanflow import (  # the Δr rules live with the estimator they serve;
     COMPUTE_DTYPE,  # the names once defined here stay importable from here (chapter 6)
     PrecisionWarning,  # noqa: F401
@@ -41,6 +46,11 @@ class TrainConfig:
     data_budget: str = "smoke"  # dataset size preset: smoke | book | full
     dataset: str = ""  # path to a dataset .npz; "" = generated/cached from the fields above
     reward_variant: str = "mpe2"  # Spread reward: mpe2 | omar
+    # MPE's action per agent: force-xy (the paper's 2-d force) | mpe2 (mpe2's 5-d action, the
+    # data sets of every result stored before this field). A recorded config without it was
+    # made with mpe2 (``STORED_DEFAULTS``, ``from_stored``); it has a factory, not a plain
+    # default, so that nothing reading "absent = the default" takes such a run for force-xy.
+    action_layout: str = field(default_factory=lambda: DEFAULT_ACTION_LAYOUT)
     steps: int = 1000  # gradient steps
     batch_size: int = 256  # transitions per step (same rows for every agent)
     lr: float = 3e-4  # Adam learning rate, actor and critic
@@ -94,6 +104,15 @@ class TrainConfig:
     compile: bool = False  # torch.compile the stacked networks (see bench/population.py)
 
     @classmethod
+    def from_stored(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """From a recorded config (a run's config.json, result.json or checkpoint): a field
+        the record predates takes the value runs had then (``STORED_DEFAULTS``)."""
+        if isinstance(values, Mapping):
+            values = {**{k: v for k, v in STORED_DEFAULTS.items() if k not in values},
+                      **values}
+        return cls.from_dict(values)
+
+    @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
         """Build from a dict (e.g. TOML or CLI flags), rejecting unknown keys by name and
         values of the wrong type (field, expected type and value in the message)."""
@@ -143,7 +162,7 @@ class TrainConfig:
         for f in dataclasses.fields(self):
             if types[f.name] is float:
                 check_range(f.name, getattr(self, f.name),
-                            fix=f"use a finite value, e.g. {f.name} = {f.default}")
+                            fix=f"use a finite value, e.g. {f.name} = {field_default(f.name)}")
         if self.algo not in ALGORITHMS:
             raise SettingError("algo", f"unknown algorithm {self.algo!r}",
                                f"use one of {ALGORITHMS}")
@@ -151,6 +170,11 @@ class TrainConfig:
             check_task(self.task)
         except ValueError as err:  # its message already says how to fix it
             raise ValueError(f"config field 'task': {err}") from err
+        if self.action_layout not in ACTION_LAYOUTS:
+            raise SettingError("action_layout", f"unknown MPE action layout "
+                               f"{self.action_layout!r}", f"use one of {list(ACTION_LAYOUTS)} "
+                               f"(force-xy: the paper's 2-d force; mpe2: the 5-d action of "
+                               f"the stored results)")
         if self.quality == IMPORTED and not self.dataset:
             raise SettingError("quality", f"{IMPORTED!r} labels a data set brought in with "
                                f"`data import`; it cannot be generated", "set dataset to the "
@@ -190,6 +214,28 @@ class TrainConfig:
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
+# The value of each field added after results were stored, in a record that predates it:
+# what those runs used (TrainConfig.from_stored; rl.experiment.stale_fields and a resumed
+# checkpoint's check should read an absent field with ``stored_value``).
+STORED_DEFAULTS: dict[str, Any] = {"action_layout": LEGACY_ACTION_LAYOUT}
+
+
+def field_default(name: str) -> Any:
+    """Field ``name``'s default for a new config (its default or its factory's value)."""
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def stored_value(stored: Mapping[str, Any], name: str) -> Any:
+    """Field ``name`` of a recorded config: its value, else the value of the runs that
+    predate the field (``STORED_DEFAULTS``), else the field's default."""
+    if name in stored:
+        return stored[name]
+    return STORED_DEFAULTS[name] if name in STORED_DEFAULTS else field_default(name)
+
+
 def field_types() -> dict[str, type]:
     """Each ``TrainConfig`` field's type (int, float, str or bool)."""
     return typing.get_type_hints(TrainConfig)
@@ -214,7 +260,7 @@ def check_type(name: str, value: Any, want: type) -> bool:
         return True
     if ok:
         return True
-    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
+    default = field_default(name)
     example = {bool: str(default).lower(), str: f'"{default}"'}.get(want, repr(default))
     how = {int: "a whole number without quotes or a decimal point",
            float: "a number without quotes", str: "text in quotes",

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from om2p_lite.rl.config import stored_value
 from om2p_lite.rl.rundir import CONFIG_NAME, RESULT_NAME, STATUS_NAME, read_run_file
 from om2p_lite.runtime.device import short_device
 from om2p_lite.runtime.record import is_dirty
@@ -101,7 +102,7 @@ def _row(folder: Path, keys: dict[str, Any], res: dict[str, Any] | None) -> dict
         values |= {"device": "", "population": float("nan"), "git_commit": None,
                    "dirty": False}
     return keys | {"status": status} | values | {c: cfg.get(c) for c in CONFIG_COLUMNS} \
-        | {"path": str(folder)}
+        | {"action_layout": stored_value(cfg, "action_layout"), "path": str(folder)}
 
 
 def load_runs(root: str | Path, finished_only: bool = False) -> pd.DataFrame:
@@ -137,8 +138,9 @@ def load_results(root: str | Path) -> pd.DataFrame:
         from om2p_lite.rl.evaluate import normalised_or_none
 
         df.loc[missing, "normalised"] = [
-            to_float(normalised_or_none(t, r)) for t, r in
-            zip(df.loc[missing, "task"], df.loc[missing, "return"], strict=True)]
+            to_float(normalised_or_none(t, r, action_layout=lay)) for t, r, lay in
+            zip(df.loc[missing, "task"], df.loc[missing, "return"],
+                df.loc[missing, "action_layout"], strict=True)]
     return df
 
 

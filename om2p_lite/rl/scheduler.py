@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from om2p_lite.rl.cluster import check_dask_address, dask_client
-from om2p_lite.rl.config import FIELD_READERS, TrainConfig
+from om2p_lite.rl.config import FIELD_READERS, TrainConfig, stored_value
 from om2p_lite.rl.population import population_key
 from om2p_lite.rl.rundir import (
     RESULT_FREE,
@@ -49,13 +49,13 @@ class ExperimentFailed(RuntimeError):
 def stale_fields(result: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """Config fields (outside ``rundir.RESULT_FREE``, and read by ``cfg.algo``:
     ``FIELD_READERS``) whose value in ``result`` differs from ``cfg``; a field the result
-    predates counts as its default."""
+    predates counts as its value then (``rl.config.stored_value``: action_layout reads as
+    mpe2)."""
     stored = result["config"]
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     ignored = set(RESULT_FREE) | {k for k, algos in FIELD_READERS.items()
                                   if cfg.algo not in algos}
     return sorted(k for k, v in dataclasses.asdict(cfg).items()
-                  if k not in ignored and stored.get(k, defaults[k]) != v)
+                  if k not in ignored and stored_value(stored, k) != v)
 
 
 def finished_result(run: Run) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ import torch
 from om2p_lite.data.generate import versions
 from om2p_lite.data.run_data import check_dataset, load_data
 from om2p_lite.rl.agents import Agent, dims_of
-from om2p_lite.rl.config import TrainConfig
+from om2p_lite.rl.config import STORED_DEFAULTS, TrainConfig
 from om2p_lite.rl.convergence import CriticProbe
 from om2p_lite.rl.population import (
     BATCH_SEED_OFFSET,
@@ -79,7 +79,7 @@ def _read_resume(member: _Member, resume: bool) -> None:
     blob = member.folder.check()[CHECKPOINT_NAME]
     saved = blob.get("config", {})
     changed = sorted(k for k, v in asdict(member.cfg).items()
-                     if k not in RESUME_FREE and saved.get(k) != v)
+                     if k not in RESUME_FREE and saved.get(k, STORED_DEFAULTS.get(k)) != v)
     if changed:
         raise ValueError(f"{ckpt} was written with a different config ({changed} differ); "
                          f"Fix: use the same settings, another out_dir, or resume=False")
@@ -229,7 +229,8 @@ class _Group:
         seeds = [EVAL_SEED_OFFSET + m.cfg.seed for m in self.members]
         variant = self.meta.get("reward_variant", cfg.reward_variant)
         results = evaluate_population(self.agent, cfg.task, cfg.eval_episodes, seeds,
-                                      self.device, variant, cfg.eval_max_steps or None)
+                                      self.device, variant, cfg.eval_max_steps or None,
+                                      cfg.action_layout)
         critics = self.probe.measure(self.agent)
         for m, res, critic in zip(self.members, results, critics, strict=True):
             m.log.add({"step": step, "kind": "eval", "return": res["return_mean"],
