@@ -17,6 +17,7 @@ from om2p_lite.data.npy_io import IMPORTED
 from om2p_lite.envs import check_task
 from om2p_lite.flows.meanflow import (  # the Δr rules live with the estimator they serve;
     COMPUTE_DTYPE,  # the names once defined here stay importable from here (chapter 6)
+    DEFAULT_DR,
     PrecisionWarning,  # noqa: F401
     check_meanflow_settings,
     unresolved_share,  # noqa: F401
@@ -53,7 +54,7 @@ class TrainConfig:
     tau: float = 0.005  # Polyak rate τ of the target networks
     eta: float = 1.0  # weight η of the normalised Q term (0 = behaviour cloning)
     estimator: str = "fd"  # du/dr estimator: jvp | fd | zero | jacobian
-    dr: float = 1e-3  # finite-difference step Δr (fd); < ~6e-8 warns: float32 cannot resolve it
+    dr: float = DEFAULT_DR  # finite-difference step Δr (fd); < ~6e-8 warns: float32 can't see it
     # time sampler: uniform | beta55 | logit_normal | "a,b,c,d". Default uniform, chosen by
     # measurement on World expert: at η = 0 no ξ or pairing did better than another beyond
     # seed noise (data/results/fig2_xi, chapter 06), but with the Q term on, uniform ξ beat
