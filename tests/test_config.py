@@ -10,13 +10,11 @@ import warnings
 import pytest
 import torch
 
+from om2p_lite.flows.meanflow import PrecisionWarning, unresolved_share, warn_unresolved_dr
 from om2p_lite.rl.config import (
     PRESETS,
-    PrecisionWarning,
     TrainConfig,
     field_types,
-    unresolved_share,
-    warn_unresolved_dr,
 )
 
 

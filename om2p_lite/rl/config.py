@@ -15,13 +15,10 @@ from typing import Any
 from om2p_lite.data.behaviour import QUALITIES
 from om2p_lite.data.npy_io import IMPORTED
 from om2p_lite.envs import check_task
-from om2p_lite.flows.meanflow import (  # the Δr rules live with the estimator they serve;
-    COMPUTE_DTYPE,  # the names once defined here stay importable from here (chapter 6)
+from om2p_lite.flows.meanflow import (  # the Δr rules live with the estimator they serve
+    COMPUTE_DTYPE,
     DEFAULT_DR,
-    PrecisionWarning,  # noqa: F401
     check_meanflow_settings,
-    unresolved_share,  # noqa: F401
-    warn_unresolved_dr,  # noqa: F401
 )
 from om2p_lite.runtime.budget import get_budget
 from om2p_lite.runtime.checks import SettingError, check_range
