@@ -1,6 +1,7 @@
-"""The settings of one training run (``TrainConfig``), its validation and the budget presets.
+"""The settings of one training run (``TrainConfig``) and its validation.
 
-Not the training loop (``train``) nor the agents: both read their settings from here.
+Not the training loop (``train``) nor the agents: both read their settings from here; nor
+the budget presets (``runtime.budget.PRESETS``), which ``budget_config`` starts from.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from om2p_lite.flows.meanflow import (  # the Δr rules live with the estimator 
     DEFAULT_DR,
     check_meanflow_settings,
 )
-from om2p_lite.runtime.budget import get_budget
+from om2p_lite.runtime.budget import train_preset
 from om2p_lite.runtime.checks import SettingError, check_range
 
 # the algorithms' names, one agent class each (rl.agents.AGENTS checks it holds these)
@@ -255,20 +256,7 @@ FIELD_READERS: dict[str, frozenset[str]] = {
 }
 
 
-# Training presets per named budget (``budget.get_budget`` names); the paper's scale is
-# "full" (public code: 4x512 MLPs, batch 256; our step count is smaller than its 1M).
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(steps=300, batch_size=128, lr=1e-3, hidden=64, depth=2, critic_hidden=64,
-                  critic_depth=2, eval_every=0, eval_episodes=10, data_budget="smoke",
-                  cql_samples=5),
-    "book": dict(steps=5_000, batch_size=256, hidden=256, depth=3, critic_hidden=256,
-                 critic_depth=3, eval_every=1_000, eval_episodes=20, data_budget="book"),
-    "full": dict(steps=100_000, batch_size=256, hidden=512, depth=4, critic_hidden=512,
-                 critic_depth=4, eval_every=10_000, eval_episodes=50, data_budget="full"),
-}
-
-
 def budget_config(budget: str | None = None, **overrides: Any) -> TrainConfig:
-    """The preset of ``budget`` (default ``$OM2P_BUDGET``, else book) with ``overrides``."""
-    name = get_budget(budget).name
-    return TrainConfig.from_dict(PRESETS[name] | overrides).validate()
+    """The preset of ``budget`` (``runtime.budget.PRESETS``; default ``$OM2P_BUDGET``, else
+    book) with ``overrides``."""
+    return TrainConfig.from_dict(train_preset(budget) | overrides).validate()
