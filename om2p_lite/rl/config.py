@@ -25,14 +25,15 @@ from om2p_lite.runtime.budget import train_preset
 from om2p_lite.runtime.checks import SettingError, check_range
 
 # the algorithms' names, one agent class each (rl.agents.AGENTS checks it holds these)
-ALGORITHMS = ("om2p", "om2p-official", "bc", "td3bc", "cql", "omar", "flowq", "diffusionq")
+ALGORITHMS = ("om2p", "om2p-official", "bc", "td3bc", "td3", "cql", "omar", "flowq",
+              "diffusionq")
 
 
 @dataclass
 class TrainConfig:
     """Every knob of one training run; defaults follow SPEC §4 scaled for a CPU."""
 
-    algo: str = "om2p"  # om2p | om2p-official | bc | td3bc | cql | omar | flowq | diffusionq
+    algo: str = "om2p"  # om2p | om2p-official | bc | td3bc | td3 | cql | omar | flowq | diffusionq
     task: str = "spread"  # spread | tag | world | halfcheetah | spreadN (Spread, N agents)
     quality: str = "expert"  # random | medium-replay | medium | expert | imported (a file)
     seed: int = 0  # training seed: initial weights, noise, batch order
@@ -237,10 +238,10 @@ def _coerce(value: Any, want: type) -> Any:
 # each field and checks whose training and actions change.
 # om2p-official reads no η, Q-normalisation or mean-flow field: it fixes them itself
 # (agents.om2p_official.OFFICIAL).
-_CRITICS = frozenset({"om2p", "om2p-official", "td3bc", "cql", "omar", "flowq",
+_CRITICS = frozenset({"om2p", "om2p-official", "td3bc", "td3", "cql", "omar", "flowq",
                       "diffusionq"})  # not BC
 _Q_GUIDED = frozenset({"om2p", "flowq", "diffusionq"})  # λ = η / sg(mean |Q|)
-_SMOOTHED = frozenset({"td3bc", "cql", "omar"})  # TD3's target smoothing, CQL's proposals
+_SMOOTHED = frozenset({"td3bc", "td3", "cql", "omar"})  # TD3's smoothing, CQL's proposals
 FIELD_READERS: dict[str, frozenset[str]] = {
     **dict.fromkeys(("critic_hidden", "critic_depth", "n_q", "gamma", "tau"), _CRITICS),
     **dict.fromkeys(("eta", "q_norm"), _Q_GUIDED),

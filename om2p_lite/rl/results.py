@@ -15,7 +15,7 @@ KEYS = ("task", "quality", "algo", "seed")
 DIRTY_MARK = "†"
 DIRTY_NOTE = (f"{DIRTY_MARK} made from a working tree with uncommitted changes (git commit "
               f"recorded with -dirty): the code that made it is not exactly in the history")
-ORDER = ("om2p", "om2p-official", "flowq", "diffusionq", "omar", "cql", "td3bc", "bc")
+ORDER = ("om2p", "om2p-official", "flowq", "diffusionq", "omar", "cql", "td3bc", "td3", "bc")
 QUALITY_ORDER = ("random", "medium-replay", "medium", "expert")
 
 
