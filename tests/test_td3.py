@@ -190,6 +190,18 @@ def test_exported_snapshots_act_as_the_learner(whole_run, tmp_path) -> None:
                                learner.act(torch.as_tensor(obs)).numpy(), atol=1e-5)
 
 
+def test_replay_until_gives_the_first_transitions(whole_run) -> None:
+    from om2p_lite.data.behaviour_td3 import replay_until
+
+    folder, _ = whole_run
+    first = replay_until(folder, 120)
+    full = load_checkpoint(folder / "checkpoint.pt")["buffer"]
+    assert all(torch.equal(v, full[k][:120]) for k, v in first.items())
+    assert first["actions"].abs().max() <= 1 and set(first) == set(full)
+    with pytest.raises(ValueError, match="not the first 301.*Fix"):
+        replay_until(folder, 301)
+
+
 def test_snapshot_choice_by_return() -> None:
     from om2p_lite.data.behaviour_td3 import choose_snapshots
 

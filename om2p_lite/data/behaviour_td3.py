@@ -29,6 +29,7 @@ from om2p_lite.rl.agents.td3 import TD3Agent
 from om2p_lite.rl.config import TrainConfig
 from om2p_lite.rl.evaluate import evaluate_agent
 from om2p_lite.rl.rundir import (
+    CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
     CheckpointError,
     RunLog,
@@ -80,6 +81,8 @@ class OnlineConfig:
                      "buffer_size", "threads"):
             check_range(name, getattr(self, name), 0, low_open=True, integer=True,
                         fix="use a positive whole number")
+        check_range("buffer_size", self.buffer_size, self.n_envs, integer=True,
+                    fix="hold at least one step of every environment")
         check_range("seed", self.seed, 0, integer=True, fix="use 0 or more")
         check_range("start_steps", self.start_steps, 0, integer=True, fix="use 0 or more")
         check_range("expl_noise", self.expl_noise, 0.0, fix="use e.g. 0.1 (TD3)")
@@ -132,7 +135,7 @@ class _Run:
         torch.manual_seed(cfg.seed)  # the initial weights
         self.agent = make_learner(cfg, self.dims)
         self.agent.want_logs = False  # no extra passes for logs nobody reads
-        self.gens = {name: torch.Generator().manual_seed(cfg.seed * 3 + k)
+        self.gens = {name: torch.Generator().manual_seed(cfg.seed * 3 + k)  # 3 per seed
                      for k, name in enumerate(("batch", "noise", "explore"))}
         self.agent.generators = [self.gens["noise"]]  # the target smoothing's noise
         A, D, d = spec.n_agents, spec.obs_dim, spec.act_dim
@@ -148,7 +151,7 @@ class _Run:
     def state(self, wall: float) -> dict[str, Any]:
         """The checkpoint: ``rundir``'s training layout plus the online pieces."""
         size = min(self.step, self.cap)
-        return {"format": 2, "step": self.step, "agent": self.agent.full_state(),
+        return {"format": CHECKPOINT_FORMAT, "step": self.step, "agent": self.agent.full_state(),
                 "rng": {k: g.get_state() for k, g in self.gens.items()}
                 | {"torch": torch.get_rng_state()},
                 "config": asdict(self.cfg), "wall_s": wall, "curve": self.curve,
@@ -308,6 +311,23 @@ def _save_run(out_dir: Path, cfg: OnlineConfig, curve: list[dict],
     atomic_write_bytes(out_dir / "snapshots.pt", blob.getvalue())
 
 
+def replay_until(run_dir: str | Path, step: int) -> dict[str, torch.Tensor]:
+    """The first ``step`` transitions the run collected (its replay buffer up to, e.g., the
+    medium snapshot's step: D4RL's medium-replay), read from its checkpoint."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    blob = check_training_checkpoint(path, load_checkpoint(path))
+    buf = blob.get("buffer")
+    if not isinstance(buf, dict) or not all(isinstance(buf.get(k), torch.Tensor)
+                                            for k in BUFFER_KEYS):
+        raise damaged(path, f"'buffer' must hold {list(BUFFER_KEYS)}")
+    rows = len(buf["obs"])
+    if not 0 < step <= min(rows, blob["step"]) or rows < blob["step"]:
+        raise ValueError(f"{path}: holds transitions 1-{rows} of {blob['step']} (a buffer "
+                         f"that never wrapped), not the first {step}. Fix: ask for at most "
+                         f"{rows}, or train with buffer_size >= total_steps")
+    return {k: buf[k][:step].clone() for k in BUFFER_KEYS}
+
+
 def choose_snapshots(snapshots: list[dict], random_return: float,
                      medium_return: float | None = None,
                      expert_return: float | None = None) -> dict[str, int]:
@@ -352,4 +372,4 @@ def export_behaviour(run_dir: str | Path, out_path: str | Path, random_return: f
 
 
 __all__ = ["OnlineConfig", "TD3_AGENT", "actor_state", "choose_snapshots", "export_behaviour",
-           "make_learner", "train_behaviour"]
+           "make_learner", "replay_until", "train_behaviour"]
