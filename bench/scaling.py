@@ -27,6 +27,7 @@ from benchlib import (
     write_json,
 )
 
+from om2p_lite.flows.meanflow import DEFAULT_DR
 from om2p_lite.flows.networks import VelocityNet
 from om2p_lite.flows.sampling import sample_meanflow
 from om2p_lite.rl.agents import AgentDims, make_agent
@@ -153,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch-agents", type=int, default=3,
                    help="agents in the batch sweep (3 = simple_spread)")
     p.add_argument("--estimator", default="fd", help="du/dr estimator of the OM2P step")
-    p.add_argument("--dr", type=float, default=1e-3)
+    p.add_argument("--dr", type=float, default=DEFAULT_DR)
     p.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds")
     return run(p.parse_args(argv))
 

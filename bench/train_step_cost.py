@@ -36,6 +36,7 @@ from benchlib import (
     write_json,
 )
 
+from om2p_lite.flows.meanflow import DEFAULT_DR
 from om2p_lite.rl.agents import AgentDims, make_agent
 from om2p_lite.rl.config import TrainConfig
 
@@ -206,7 +207,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--batch", type=int, default=256, help="training batch (public code: 256)")
     p.add_argument("--flow-steps", type=int, default=10)
     p.add_argument("--diffusion-steps", type=int, default=50)
-    p.add_argument("--dr", type=float, default=1e-3, help="fd step Δr")
+    p.add_argument("--dr", type=float, default=DEFAULT_DR, help="fd step Δr")
     p.add_argument("--eta", type=float, default=1.0, help="Q-term weight η")
     p.add_argument("--rounds", type=int, default=2, help="interleaved timing rounds")
     return run(p.parse_args(argv))

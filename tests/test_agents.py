@@ -339,7 +339,7 @@ def test_evaluation_actions_repeat_for_one_generator_seed(algo: str) -> None:
         assert not torch.equal(a1, agent.act(obs, torch.Generator().manual_seed(8)))
 
 
-@pytest.mark.parametrize("algo", ["bc", "td3bc", "cql", "omar", "flowq", "diffusionq",
+@pytest.mark.parametrize("algo", ["bc", "td3bc", "td3", "cql", "omar", "flowq", "diffusionq",
                                   "om2p-official"])
 def test_baseline_population_equals_its_runs_alone(algo: str, task_data, tmp_path) -> None:
     """Members stacked along the agent axis (P·A) compute what their own runs compute:

@@ -102,6 +102,56 @@ def test_cli_toy_and_clean_errors(capsys):
     assert main(["info", "--budget", "nope"]) == 2
 
 
+def _literal_dr_defaults(source: str) -> list[int]:
+    """Lines of ``source`` that give a ``dr`` a number as its default: a parameter, a
+    dataclass field or a ``--dr`` flag."""
+    import ast
+
+    def number(node: ast.AST | None) -> bool:
+        return isinstance(node, ast.Constant) and isinstance(node.value, float)
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            args = node.args
+            pairs = [*zip(args.args[len(args.args) - len(args.defaults):], args.defaults,
+                          strict=True), *zip(args.kwonlyargs, args.kw_defaults, strict=True)]
+            lines += [d.lineno for a, d in pairs if a.arg == "dr" and number(d)]
+        elif isinstance(node, ast.AnnAssign | ast.Assign):
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
+            if any(isinstance(t, ast.Name) and t.id == "dr" for t in targets) \
+                    and number(node.value):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and node.args and \
+                isinstance(node.args[0], ast.Constant) and node.args[0].value == "--dr":
+            lines += [k.value.lineno for k in node.keywords
+                      if k.arg == "default" and number(k.value)]
+    return lines
+
+
+def test_dr_default_is_written_once():
+    """Every Δr default (config, toy trainer, estimator, loss, stacked nets, `toy --dr`) is
+    ``flows.meanflow.DEFAULT_DR``: no library line gives a ``dr`` a number of its own."""
+    import inspect
+
+    from om2p_lite.book.toytrain import fit_toy
+    from om2p_lite.cli.main import build_parser
+    from om2p_lite.flows.meanflow import DEFAULT_DR, du_dr, meanflow_loss
+    from om2p_lite.flows.stacked import stacked_du_dr
+    from om2p_lite.rl.config import TrainConfig
+
+    assert TrainConfig().dr == DEFAULT_DR
+    for fn in (fit_toy, du_dr, meanflow_loss, stacked_du_dr):
+        assert inspect.signature(fn).parameters["dr"].default is DEFAULT_DR, fn.__name__
+    assert build_parser().parse_args(["toy"]).dr == DEFAULT_DR
+    assert _literal_dr_defaults("def f(x, dr=1e-3): pass\nclass C:\n    dr: float = 1e-3\n"
+                                "p.add_argument('--dr', type=float, default=1e-3)\n") \
+        == [1, 3, 4]  # the check sees all three forms
+    for path in Path(om.__file__).parent.rglob("*.py"):
+        found = _literal_dr_defaults(path.read_text(encoding="utf-8"))
+        assert not found, f"{path}:{found} writes a Δr default again: use DEFAULT_DR"
+
+
 def test_module_entry_point_runs():
     res = subprocess.run([sys.executable, "-m", "om2p_lite", "--help"], capture_output=True,
                          text=True, check=False)

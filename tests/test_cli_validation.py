@@ -103,6 +103,10 @@ ALLOWED: dict[str, set[str]] = {
     "toy --ratio": {"0"}, "train --ratio": {"0"},  # 0: all pairs r = t (flow matching)
     # an action box's bounds: any finite number (their order is checked with the files)
     "data import --action-low": {"0", "-1"}, "data import --action-high": {"0", "-1"},
+    # target returns (any finite number) and a random start that may be skipped
+    "data train-behaviour --medium-return": {"0", "-1"},
+    "data train-behaviour --expert-return": {"0", "-1"},
+    "data train-behaviour --start-steps": {"0"},
 }
 # the commands whose plain int/float flags a validator checks (parse, then this, then run)
 VALIDATORS: dict[str, Callable[[argparse.Namespace], object]] = {

@@ -10,14 +10,9 @@ import warnings
 import pytest
 import torch
 
-from om2p_lite.rl.config import (
-    PRESETS,
-    PrecisionWarning,
-    TrainConfig,
-    field_types,
-    unresolved_share,
-    warn_unresolved_dr,
-)
+from om2p_lite.flows.meanflow import PrecisionWarning, unresolved_share, warn_unresolved_dr
+from om2p_lite.rl.config import TrainConfig, field_types
+from om2p_lite.runtime.budget import PRESETS, train_preset
 
 
 def _toml(text: str) -> dict:
@@ -170,5 +165,5 @@ def test_omar_elites_zero_means_all_candidates():
 
 
 def test_presets_are_valid_configs():
-    for name, preset in PRESETS.items():
-        assert TrainConfig.from_dict(preset).validate(), name
+    for name in PRESETS:
+        assert TrainConfig.from_dict(train_preset(name)).validate(), name

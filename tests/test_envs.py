@@ -1,4 +1,4 @@
-"""Environments, the vector runner, scripted behaviour and the online TD3 trainer."""
+"""Environments, the vector runner, scripted behaviour and the online TD3 behaviour driver."""
 
 from __future__ import annotations
 
@@ -214,19 +214,19 @@ def test_halfcheetah_2x3() -> None:
 
 
 def test_td3_trains_tiny_and_resumes(tmp_path: Path, capsys) -> None:
-    from om2p_lite.rl.td3_online import TD3Config, choose_snapshots, train_td3
+    """The behaviour driver (data.behaviour_td3) on Spread; tests/test_td3.py checks more."""
+    from om2p_lite.data.behaviour_td3 import OnlineConfig, train_behaviour
 
-    cfg = TD3Config(task="spread", total_steps=200, n_envs=2, start_steps=50, eval_every=100,
-                    eval_episodes=2, batch_size=32, actor_hidden=16, critic_hidden=32)
-    curve = train_td3(cfg, tmp_path)
+    cfg = OnlineConfig(task="spread", total_steps=200, n_envs=2, start_steps=50,
+                       eval_every=100, eval_episodes=2,
+                       agent={"batch_size": 32, "hidden": 16, "critic_hidden": 32})
+    curve = train_behaviour(cfg, tmp_path)
     assert [row["step"] for row in curve] == [100, 200]
     assert (tmp_path / "curve.csv").exists() and (tmp_path / "snapshots.pt").exists()
     cfg.total_steps = 300
-    curve = train_td3(cfg, tmp_path)
+    curve = train_behaviour(cfg, tmp_path)
     assert "resumed from" in capsys.readouterr().out
     assert [row["step"] for row in curve] == [100, 200, 300]
-    snaps = [{"return": r} for r in (-10.0, -8.0, -5.5, 0.0, -1.0)]
-    assert choose_snapshots(snaps, random_return=-10.0) == {"expert": 3, "medium": 2}
 
 
 def test_shipped_halfcheetah_actors_order_the_qualities() -> None:

@@ -51,7 +51,8 @@ def test_bad_config_gives_clear_error(field: str, value, match: str) -> None:
 
 
 def test_budget_presets_validate() -> None:
-    from om2p_lite.rl.config import PRESETS, budget_config
+    from om2p_lite.rl.config import budget_config
+    from om2p_lite.runtime.budget import PRESETS
 
     for name in PRESETS:
         assert budget_config(name, algo="bc").algo == "bc"

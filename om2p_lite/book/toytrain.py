@@ -16,7 +16,7 @@ from torch import nn
 from om2p_lite.book.metrics import sliced_wasserstein
 from om2p_lite.book.toys import no_obs
 from om2p_lite.flows.flow import flow_matching_loss
-from om2p_lite.flows.meanflow import check_meanflow_settings, meanflow_loss
+from om2p_lite.flows.meanflow import DEFAULT_DR, check_meanflow_settings, meanflow_loss
 from om2p_lite.flows.networks import VelocityNet, mlp
 from om2p_lite.flows.sampling import sample_flow, sample_meanflow
 from om2p_lite.flows.timesteps import TimeSampler, sample_r_t
@@ -74,7 +74,7 @@ class ToyFit:
 
 def fit_toy(method: str, data: torch.Tensor, steps: int = 2000, batch: int = 256,
             hidden: int = 128, depth: int = 3, lr: float = 1e-3, estimator: str = "jvp",
-            dr: float = 1e-3, xi: TimeSampler | Sequence[float] | str = "uniform",
+            dr: float = DEFAULT_DR, xi: TimeSampler | Sequence[float] | str = "uniform",
             ratio: float = 0.25, pairing: str = "sorted", seed: int = 0,
             device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
             eval_every: int = 0,

@@ -180,22 +180,27 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_train_behaviour(args: argparse.Namespace) -> int:
-    """Train online independent TD3 (resumable), then ship its snapshots to data/behaviour."""
+    """Train online multi-agent TD3 (resumable), then ship its snapshots to data/behaviour."""
     from om2p_lite.data.behaviour import BEHAVIOUR_DIR
-    from om2p_lite.rl.td3_online import TD3Config, export_behaviour, train_td3
+    from om2p_lite.data.behaviour_td3 import OnlineConfig, export_behaviour, train_behaviour
 
-    cfg = TD3Config(task=args.task, total_steps=args.steps, seed=args.seed,
-                    eval_every=args.eval_every, n_envs=args.n_envs,
-                    eval_episodes=args.eval_episodes)
+    cfg = OnlineConfig(task=args.task, total_steps=args.steps, seed=args.seed,
+                       eval_every=args.eval_every, n_envs=args.n_envs,
+                       eval_episodes=args.eval_episodes, start_steps=args.start_steps,
+                       reward_variant=args.reward_variant,
+                       action_layout=args.action_layout).validate()
     run_dir = Path(args.run_dir or f"runs/behaviour/{args.task}")
-    curve = train_td3(cfg, run_dir)
+    curve = train_behaviour(cfg, run_dir)
     if args.export:
         from om2p_lite.data.generate import make_dataset
 
-        rnd, _ = make_dataset(args.task, "random", seed=args.seed, n_transitions=10 * 1000)
-        chosen = export_behaviour(run_dir, BEHAVIOUR_DIR / f"{args.task}_td3.pt",
-                                  float(rnd.episode_returns().mean()))
-        print(f"exported {chosen} to {BEHAVIOUR_DIR / f'{args.task}_td3.pt'}")
+        rnd, _ = make_dataset(args.task, "random", seed=args.seed, n_transitions=10 * 1000,
+                              reward_variant=args.reward_variant,
+                              action_layout=args.action_layout)
+        out = BEHAVIOUR_DIR / f"{args.task}_td3.pt"
+        chosen = export_behaviour(run_dir, out, float(rnd.episode_returns().mean()),
+                                  args.medium_return, args.expert_return)
+        print(f"exported {chosen} to {out}")
     print(f"final return {curve[-1]['return']:.2f} after {curve[-1]['wall_s']:.0f} s")
     return 0
 
@@ -298,16 +303,31 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_reference)
 
-    p = sub.add_parser("train-behaviour", help="online independent TD3 behaviour policy")
+    p = sub.add_parser("train-behaviour", help="online multi-agent TD3 behaviour policy "
+                       "(data.behaviour_td3; resumable)")
     p.add_argument("--task", choices=TASKS, default="halfcheetah")
-    p.add_argument("--steps", type=positive, default=80_000)
+    p.add_argument("--steps", type=positive, default=80_000,
+                   help="environment transitions (a multiple of --eval-every)")
     p.add_argument("--seed", type=count, default=0)
-    p.add_argument("--eval-every", type=positive, default=4_000)
+    p.add_argument("--eval-every", type=positive, default=4_000,
+                   help="transitions between evaluations, snapshots and checkpoints "
+                   "(a multiple of --n-envs)")
     p.add_argument("--n-envs", type=positive, default=1)
     p.add_argument("--eval-episodes", type=positive, default=3)
+    p.add_argument("--start-steps", type=count, default=5_000,
+                   help="uniform-random transitions before the actor acts and learns")
+    p.add_argument("--reward-variant", choices=("mpe2", "omar"), default="mpe2",
+                   help="omar: OMAR's reshaped Spread reward (other tasks are unchanged)")
+    p.add_argument("--action-layout", choices=ACTION_LAYOUTS, default=DEFAULT_ACTION_LAYOUT,
+                   help="MPE action: force-xy (the paper's 2-d force) or mpe2 (5-d)")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--export", action="store_true",
                    help="write data/behaviour/<task>_td3.pt from the run's snapshots")
+    p.add_argument("--medium-return", type=finite, default=None, help="with --export: the "
+                   "medium snapshot is the one nearest this return (default: half-way from "
+                   "random to the expert)")
+    p.add_argument("--expert-return", type=finite, default=None, help="with --export: the "
+                   "expert snapshot is the first reaching this return (default: the best)")
     p.set_defaults(func=cmd_train_behaviour)
     return data
 

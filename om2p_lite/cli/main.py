@@ -76,6 +76,8 @@ def _toy(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The full parser, with every available plugin's sub-commands."""
+    from om2p_lite.flows.meanflow import DEFAULT_DR  # the plugins import torch anyway
+
     parser = OneLineParser(prog="python -m om2p_lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     info = sub.add_parser("info", help="versions, device and budget in use")
@@ -88,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
                      choices=["mse", "gaussian", "flow", "meanflow"])
     toy.add_argument("--kind", default="ring", choices=["ring", "coordination"])
     toy.add_argument("--estimator", default="jvp", choices=["jvp", "fd", "zero", "jacobian"])
-    toy.add_argument("--dr", type=float, default=1e-3, help="finite-difference step Δr, in "
-                     "(0, 1]")
+    toy.add_argument("--dr", type=float, default=DEFAULT_DR, help="finite-difference step "
+                     f"Δr, in (0, 1] (default {DEFAULT_DR:g})")
     toy.add_argument("--xi", type=xi, default="uniform", help="name or 'a,b,c,d'")
     toy.add_argument("--ratio", type=float, default=0.25, help="fraction of r ≠ t pairs")
     toy.add_argument("--steps", type=count, default=0, help="training steps (0: budget's)")

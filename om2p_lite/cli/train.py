@@ -33,14 +33,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     ``$OM2P_BUDGET`` is checked exactly like ``--budget`` but sets no preset: the command a
     run records (result.json) must reproduce it, and an environment variable is not in it.
     """
-    from om2p_lite.rl.config import PRESETS
     from om2p_lite.rl.spec import check_fields, read_toml
-    from om2p_lite.runtime.budget import get_budget
+    from om2p_lite.runtime.budget import get_budget, train_preset
 
     values: dict[str, Any] = {}
     budget = get_budget(args.budget)  # the flag, else $OM2P_BUDGET: the same check
     if args.budget:
-        values.update(PRESETS[budget.name])
+        values.update(train_preset(budget.name))
     if args.config:
         doc = read_toml(args.config)
         table = doc.get("config", doc)

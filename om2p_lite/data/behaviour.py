@@ -73,7 +73,8 @@ class ActorPolicy:
                    if f"{kind}.{k}" not in state]
         if n == 0 or missing:
             raise ValueError(f"actor snapshot lacks {missing or ['weights.0']}: not a TD3 "
-                             f"actor written by rl.td3_online")
+                             f"actor written by data.behaviour_td3 (or the older "
+                             f"rl.td3_online)")
         return cls([state[f"weights.{k}"].detach().cpu().numpy().copy() for k in range(n)],
                    [state[f"biases.{k}"].detach().cpu().numpy().copy() for k in range(n)],
                    mask)
@@ -123,8 +124,17 @@ SCRIPTED_PRESETS: dict[str, dict[str, dict[str, float]]] = {
 
 
 def load_actor_snapshot(path: Path, spec: EnvSpec, which: str | int) -> ActorPolicy:
-    """Load a shipped TD3 actor: ``which`` is "expert", "medium" or a snapshot index."""
+    """Load a shipped TD3 actor: ``which`` is "expert", "medium" or a snapshot index.
+
+    Reads the files of ``data.behaviour_td3.export_behaviour`` and those of the driver
+    before it (``rl.td3_online``, e.g. the shipped ``halfcheetah_td3.pt``: no
+    ``actor.activation``, ReLU like every actor written since).
+    """
     blob = torch.load(path, map_location="cpu", weights_only=True)
+    activation = blob.get("actor", {}).get("activation", "relu")
+    if activation != "relu":
+        raise ValueError(f"{path}: actor activation {activation!r}; ActorPolicy runs ReLU "
+                         f"actors only. Fix: train it with data.behaviour_td3 (ReLU actors)")
     key = blob["chosen"][which] if isinstance(which, str) else which
     policy = ActorPolicy.from_state(blob["snapshots"][key]["state"], action_mask(spec))
     first, last = policy.weights[0].shape, policy.weights[-1].shape

@@ -27,9 +27,10 @@ from om2p_lite.runtime.checks import SettingError
 
 ESTIMATORS = ("jvp", "fd", "zero", "jacobian")
 COMPUTE_DTYPE = torch.float32  # the dtype agents and toys train in (Δr is checked against it)
+DEFAULT_DR = 1e-3  # the fd estimator's Δr, written once: TrainConfig, fit_toy, `toy --dr` read it
 DR_MAX = 1.0  # the longest Δr: the path from noise (r = 0) to the action (r = 1) has length 1
-DR_FIX = "use a step such as dr = 1e-3 (float32's optimum is near sqrt(eps) ~ 3e-4; below " \
-    "~1e-6 it is mostly rounding noise)"
+DR_FIX = f"use a step such as dr = {DEFAULT_DR:g} (float32's optimum is near sqrt(eps) ~ " \
+    "3e-4; below ~1e-6 it is mostly rounding noise)"
 VelocityFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -46,8 +47,8 @@ def check_dr(dr: float, dtype: torch.dtype = COMPUTE_DTYPE) -> float:
     if _rounds_to_zero(float(dr), dtype):
         raise SettingError("dr", f"Δr = {dr:g} is 0 in {dtype} (the dtype the networks compute "
                            f"in), so the finite difference would be 0/0",
-                           "use Δr >= 1e-7, e.g. 1e-3 (float32's optimum is near sqrt(eps) "
-                           "~ 3e-4)")
+                           f"use Δr >= 1e-7, e.g. {DEFAULT_DR:g} (float32's optimum is near "
+                           f"sqrt(eps) ~ 3e-4)")
     return float(dr)
 
 
@@ -93,7 +94,8 @@ def warn_unresolved_dr(dr: float, dtype: torch.dtype = COMPUTE_DTYPE,
     warnings.warn(f"field 'dr': Δr = {dr:g} is below {dtype}'s spacing for {below:.0%} of r "
                   f"in [0, 1] (r + Δr == r for {equal:.0%}), so the fd estimate of du/dr there "
                   f"is 0 or rounding noise. Kept as asked (a Δr sweep needs it); to train, use "
-                  f"Δr ~ 1e-3 (float32's optimum is near sqrt(eps) ~ 3e-4)", PrecisionWarning,
+                  f"Δr ~ {DEFAULT_DR:g} (float32's optimum is near sqrt(eps) ~ 3e-4)",
+                  PrecisionWarning,
                   stacklevel=stacklevel)
     return True
 
@@ -127,7 +129,7 @@ def check_meanflow_settings(estimator: str, dr: float, xi: TimeSampler | Sequenc
 
 def du_dr(net: VelocityFn, o: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor,
           t: torch.Tensor, v: torch.Tensor, estimator: str = "jvp",
-          dr: float | torch.Tensor = 1e-3, fd_mask: torch.Tensor | None = None,
+          dr: float | torch.Tensor = DEFAULT_DR, fd_mask: torch.Tensor | None = None,
           ) -> tuple[torch.Tensor, torch.Tensor]:
     """Return (u_θ(o, x_r, r, t), du/dr) with du/dr = ∂_x u · v + ∂_r u   (eq-total-derivative).
 
@@ -184,7 +186,7 @@ def adaptive_weight(sq_err: torch.Tensor, p: float = 0.0, c: float = 1e-3) -> to
 
 def meanflow_loss(net: nn.Module | VelocityFn, o: torch.Tensor, a: torch.Tensor,
                   r: torch.Tensor, t: torch.Tensor, estimator: str = "jvp",
-                  dr: float | torch.Tensor = 1e-3, p: float = 0.0, c: float = 1e-3,
+                  dr: float | torch.Tensor = DEFAULT_DR, p: float = 0.0, c: float = 1e-3,
                   eps: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                   fd_mask: torch.Tensor | None = None, reduce: str = "mean",
                   du_dr_fn: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None,

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from om2p_lite.flows.meanflow import VelocityFn, du_dr
+from om2p_lite.flows.meanflow import DEFAULT_DR, VelocityFn, du_dr
 from om2p_lite.flows.ops import swap_axes
 
 
@@ -153,7 +153,7 @@ class StackedVelocityNet(nn.Module):
 
 def stacked_du_dr(net: VelocityFn, o: torch.Tensor, x_r: torch.Tensor, r: torch.Tensor,
                   t: torch.Tensor, v: torch.Tensor, estimator: str = "jvp",
-                  dr: float | torch.Tensor = 1e-3, fd_mask: torch.Tensor | None = None,
+                  dr: float | torch.Tensor = DEFAULT_DR, fd_mask: torch.Tensor | None = None,
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """``meanflow.du_dr`` for stacked inputs (B, M, ·), adding the per-sample ``jacobian``.
 

@@ -1,6 +1,7 @@
-"""The settings of one training run (``TrainConfig``), its validation and the budget presets.
+"""The settings of one training run (``TrainConfig``) and its validation.
 
-Not the training loop (``train``) nor the agents: both read their settings from here.
+Not the training loop (``train``) nor the agents: both read their settings from here; nor
+the budget presets (``runtime.budget.PRESETS``), which ``budget_config`` starts from.
 """
 
 from __future__ import annotations
@@ -20,25 +21,24 @@ from om2p_lite.envs import (
     LEGACY_ACTION_LAYOUT,
     check_task,
 )
-from om2p_lite.flows.meanflow import (  # the Δr rules live with the estimator they serve;
-    COMPUTE_DTYPE,  # the names once defined here stay importable from here (chapter 6)
-    PrecisionWarning,  # noqa: F401
+from om2p_lite.flows.meanflow import (  # the Δr rules live with the estimator they serve
+    COMPUTE_DTYPE,
+    DEFAULT_DR,
     check_meanflow_settings,
-    unresolved_share,  # noqa: F401
-    warn_unresolved_dr,  # noqa: F401
 )
-from om2p_lite.runtime.budget import get_budget
+from om2p_lite.runtime.budget import train_preset
 from om2p_lite.runtime.checks import SettingError, check_range
 
 # the algorithms' names, one agent class each (rl.agents.AGENTS checks it holds these)
-ALGORITHMS = ("om2p", "om2p-official", "bc", "td3bc", "cql", "omar", "flowq", "diffusionq")
+ALGORITHMS = ("om2p", "om2p-official", "bc", "td3bc", "td3", "cql", "omar", "flowq",
+              "diffusionq")
 
 
 @dataclass
 class TrainConfig:
     """Every knob of one training run; defaults follow SPEC §4 scaled for a CPU."""
 
-    algo: str = "om2p"  # om2p | om2p-official | bc | td3bc | cql | omar | flowq | diffusionq
+    algo: str = "om2p"  # om2p | om2p-official | bc | td3bc | td3 | cql | omar | flowq | diffusionq
     task: str = "spread"  # spread | tag | world | halfcheetah | spreadN (Spread, N agents)
     quality: str = "expert"  # random | medium-replay | medium | expert | imported (a file)
     seed: int = 0  # training seed: initial weights, noise, batch order
@@ -63,7 +63,7 @@ class TrainConfig:
     tau: float = 0.005  # Polyak rate τ of the target networks
     eta: float = 1.0  # weight η of the normalised Q term (0 = behaviour cloning)
     estimator: str = "fd"  # du/dr estimator: jvp | fd | zero | jacobian
-    dr: float = 1e-3  # finite-difference step Δr (fd); < ~6e-8 warns: float32 cannot resolve it
+    dr: float = DEFAULT_DR  # finite-difference step Δr (fd); < ~6e-8 warns: float32 can't see it
     # time sampler: uniform | beta55 | logit_normal | "a,b,c,d". Default uniform, chosen by
     # measurement on World expert: at η = 0 no ξ or pairing did better than another beyond
     # seed noise (data/results/fig2_xi, chapter 06), but with the Q term on, uniform ξ beat
@@ -215,7 +215,7 @@ _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "tru
 
 
 # The value of each field added after results were stored, in a record that predates it:
-# what those runs used (TrainConfig.from_stored; rl.experiment.stale_fields and a resumed
+# what those runs used (TrainConfig.from_stored; rl.scheduler.stale_fields and a resumed
 # checkpoint's check should read an absent field with ``stored_value``).
 STORED_DEFAULTS: dict[str, Any] = {"action_layout": LEGACY_ACTION_LAYOUT}
 
@@ -284,10 +284,10 @@ def _coerce(value: Any, want: type) -> Any:
 # each field and checks whose training and actions change.
 # om2p-official reads no η, Q-normalisation or mean-flow field: it fixes them itself
 # (agents.om2p_official.OFFICIAL).
-_CRITICS = frozenset({"om2p", "om2p-official", "td3bc", "cql", "omar", "flowq",
+_CRITICS = frozenset({"om2p", "om2p-official", "td3bc", "td3", "cql", "omar", "flowq",
                       "diffusionq"})  # not BC
 _Q_GUIDED = frozenset({"om2p", "flowq", "diffusionq"})  # λ = η / sg(mean |Q|)
-_SMOOTHED = frozenset({"td3bc", "cql", "omar"})  # TD3's target smoothing, CQL's proposals
+_SMOOTHED = frozenset({"td3bc", "td3", "cql", "omar"})  # TD3's smoothing, CQL's proposals
 FIELD_READERS: dict[str, frozenset[str]] = {
     **dict.fromkeys(("critic_hidden", "critic_depth", "n_q", "gamma", "tau"), _CRITICS),
     **dict.fromkeys(("eta", "q_norm"), _Q_GUIDED),
@@ -303,20 +303,7 @@ FIELD_READERS: dict[str, frozenset[str]] = {
 }
 
 
-# Training presets per named budget (``budget.get_budget`` names); the paper's scale is
-# "full" (public code: 4x512 MLPs, batch 256; our step count is smaller than its 1M).
-PRESETS: dict[str, dict[str, Any]] = {
-    "smoke": dict(steps=300, batch_size=128, lr=1e-3, hidden=64, depth=2, critic_hidden=64,
-                  critic_depth=2, eval_every=0, eval_episodes=10, data_budget="smoke",
-                  cql_samples=5),
-    "book": dict(steps=5_000, batch_size=256, hidden=256, depth=3, critic_hidden=256,
-                 critic_depth=3, eval_every=1_000, eval_episodes=20, data_budget="book"),
-    "full": dict(steps=100_000, batch_size=256, hidden=512, depth=4, critic_hidden=512,
-                 critic_depth=4, eval_every=10_000, eval_episodes=50, data_budget="full"),
-}
-
-
 def budget_config(budget: str | None = None, **overrides: Any) -> TrainConfig:
-    """The preset of ``budget`` (default ``$OM2P_BUDGET``, else book) with ``overrides``."""
-    name = get_budget(budget).name
-    return TrainConfig.from_dict(PRESETS[name] | overrides).validate()
+    """The preset of ``budget`` (``runtime.budget.PRESETS``; default ``$OM2P_BUDGET``, else
+    book) with ``overrides``."""
+    return TrainConfig.from_dict(train_preset(budget) | overrides).validate()

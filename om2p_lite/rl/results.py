@@ -30,7 +30,7 @@ CONFIG_COLUMNS = ("eta", "estimator", "dr", "xi", "pairing", "q_norm", "sample_s
 DIRTY_MARK = "†"
 DIRTY_NOTE = (f"{DIRTY_MARK} made from a working tree with uncommitted changes (git commit "
               f"recorded with -dirty): the code that made it is not exactly in the history")
-ORDER = ("om2p", "om2p-official", "flowq", "diffusionq", "omar", "cql", "td3bc", "bc")
+ORDER = ("om2p", "om2p-official", "flowq", "diffusionq", "omar", "cql", "td3bc", "td3", "bc")
 QUALITY_ORDER = ("random", "medium-replay", "medium", "expert")
 GRID_FIX = "run `python -m om2p_lite grid --experiment FILE` first, or name the folder it wrote"
 

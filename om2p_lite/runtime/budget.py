@@ -1,6 +1,7 @@
 """Named compute budgets (`smoke`, `book`, `full`) that every chapter and command reads.
 
-Not a config system: one frozen preset per name, chosen by ``OM2P_BUDGET`` or an argument.
+Not a config system: one row per name (``PRESETS``: the chapters' knobs and the training
+preset), chosen by ``OM2P_BUDGET`` or an argument.
 """
 
 from __future__ import annotations
@@ -35,17 +36,42 @@ class Budget:
                 "depth": self.toy_depth, "lr": self.toy_lr}
 
 
-BUDGETS: dict[str, Budget] = {
-    "smoke": Budget("smoke", toy_steps=600, toy_batch=256, toy_hidden=64, toy_depth=2,
-                    toy_lr=2e-3,
-                    n_samples=1000, n_seeds=2, eval_every=150, sweep_points=3),
-    "book": Budget("book", toy_steps=3000, toy_batch=512, toy_hidden=128, toy_depth=3,
-                   toy_lr=1e-3,
-                   n_samples=4000, n_seeds=3, eval_every=250, sweep_points=6),
-    "full": Budget("full", toy_steps=20000, toy_batch=1024, toy_hidden=256, toy_depth=4,
-                   toy_lr=5e-4,
-                   n_samples=20000, n_seeds=5, eval_every=1000, sweep_points=12),
+# The one table of budgets: per name, the chapters' knobs (a ``Budget``) and the
+# ``TrainConfig`` preset that `train --budget NAME` and ``rl.config.budget_config`` start
+# from. The paper's scale is "full" (public code: 4x512 MLPs, batch 256; our step count is
+# smaller than its 1M).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "smoke": {
+        "budget": dict(toy_steps=600, toy_batch=256, toy_hidden=64, toy_depth=2, toy_lr=2e-3,
+                       n_samples=1000, n_seeds=2, eval_every=150, sweep_points=3),
+        "train": dict(steps=300, batch_size=128, lr=1e-3, hidden=64, depth=2,
+                      critic_hidden=64, critic_depth=2, eval_every=0, eval_episodes=10,
+                      data_budget="smoke", cql_samples=5),
+    },
+    "book": {
+        "budget": dict(toy_steps=3000, toy_batch=512, toy_hidden=128, toy_depth=3,
+                       toy_lr=1e-3, n_samples=4000, n_seeds=3, eval_every=250,
+                       sweep_points=6),
+        "train": dict(steps=5_000, batch_size=256, hidden=256, depth=3, critic_hidden=256,
+                      critic_depth=3, eval_every=1_000, eval_episodes=20, data_budget="book"),
+    },
+    "full": {
+        "budget": dict(toy_steps=20000, toy_batch=1024, toy_hidden=256, toy_depth=4,
+                       toy_lr=5e-4, n_samples=20000, n_seeds=5, eval_every=1000,
+                       sweep_points=12),
+        "train": dict(steps=100_000, batch_size=256, hidden=512, depth=4, critic_hidden=512,
+                      critic_depth=4, eval_every=10_000, eval_episodes=50,
+                      data_budget="full"),
+    },
 }
+BUDGETS: dict[str, Budget] = {name: Budget(name, **row["budget"])
+                              for name, row in PRESETS.items()}
+
+
+def train_preset(name: str | None = None) -> dict[str, Any]:
+    """A copy of the ``TrainConfig`` fields that budget ``name`` (checked as by
+    ``get_budget``; default ``$OM2P_BUDGET``, else book) sets."""
+    return dict(PRESETS[get_budget(name).name]["train"])
 
 
 def get_budget(name: str | None = None, **overrides: float) -> Budget:

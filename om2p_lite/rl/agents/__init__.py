@@ -20,12 +20,13 @@ from om2p_lite.rl.agents.flowq import FlowQAgent
 from om2p_lite.rl.agents.om2p import OM2PAgent
 from om2p_lite.rl.agents.om2p_official import OM2POfficialAgent
 from om2p_lite.rl.agents.omar import OMARAgent
+from om2p_lite.rl.agents.td3 import TD3Agent
 from om2p_lite.rl.agents.td3bc import TD3BCAgent
 from om2p_lite.rl.config import ALGORITHMS, TrainConfig
 
 AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (
-    OM2PAgent, OM2POfficialAgent, BCAgent, TD3BCAgent, CQLAgent, OMARAgent, FlowQAgent,
-    DiffusionQAgent)}
+    OM2PAgent, OM2POfficialAgent, BCAgent, TD3BCAgent, TD3Agent, CQLAgent, OMARAgent,
+    FlowQAgent, DiffusionQAgent)}
 if tuple(AGENTS) != ALGORITHMS:  # config names the algorithms without importing agents
     raise ImportError(f"rl.config.ALGORITHMS {ALGORITHMS} != the agents {tuple(AGENTS)}. "
                       f"Fix: list every agent's name in rl.config.ALGORITHMS, in this order")

@@ -263,10 +263,14 @@ class ActorCriticAgent(Agent):
     target_reduce: ClassVar[str] = "mean"
     policy_delay: int = 1
 
-    def __init__(self, dims: AgentDims, cfg: TrainConfig):
+    def __init__(self, dims: AgentDims, cfg: TrainConfig, *,
+                 activation: type[nn.Module] = nn.GELU, layer_norm: bool = True):
+        """``activation`` and ``layer_norm`` shape the critics (the defaults: every offline
+        agent's; the online behaviour driver builds TD3's ReLU MLPs without LayerNorm)."""
         super().__init__(dims, cfg)
         self.critic = StackedCritic(dims.n_agents, dims.obs_dim, dims.act_dim,
-                                    cfg.critic_hidden, cfg.critic_depth, cfg.n_q)
+                                    cfg.critic_hidden, cfg.critic_depth, cfg.n_q,
+                                    layer_norm=layer_norm, activation=activation)
         self.critic_target = make_target(self.critic)
         self.adam("critic", self.critic)
 
@@ -371,14 +375,16 @@ class GenerativeQAgent(ActorCriticAgent):
 
 
 class DeterministicActorAgent(ActorCriticAgent):
-    """A tanh MLP actor per agent with a Polyak target actor (TD3+BC, CQL, OMAR)."""
+    """A tanh MLP actor per agent with a Polyak target actor (TD3, TD3+BC, CQL, OMAR)."""
 
     target_reduce = "min"
 
-    def __init__(self, dims: AgentDims, cfg: TrainConfig):
-        super().__init__(dims, cfg)
+    def __init__(self, dims: AgentDims, cfg: TrainConfig, *,
+                 activation: type[nn.Module] = nn.GELU, layer_norm: bool = True):
+        """``activation`` is the actor's and the critics'; ``layer_norm`` the critics'."""
+        super().__init__(dims, cfg, activation=activation, layer_norm=layer_norm)
         self.actor = StackedMLP(dims.n_agents, dims.obs_dim, dims.act_dim, cfg.hidden,
-                                cfg.depth)
+                                cfg.depth, activation=activation)
         self.actor_target = make_target(self.actor)
         self.adam("actor", self.actor)
 
