@@ -29,7 +29,8 @@ from om2p_lite.flows.meanflow import (  # the Δr rules live with the estimator 
 from om2p_lite.runtime.budget import train_preset
 from om2p_lite.runtime.checks import SettingError, check_range
 
-# the algorithms' names, one agent class each (rl.agents.AGENTS checks it holds these)
+# the algorithms' names, one agent class each (rl.agents.AGENTS checks it holds these);
+# which fields each reads is the agent's own ``reads`` (rl.agents.field_readers)
 ALGORITHMS = ("om2p", "om2p-official", "bc", "td3bc", "td3", "cql", "omar", "flowq",
               "diffusionq")
 
@@ -276,31 +277,6 @@ def _coerce(value: Any, want: type) -> Any:
     if want is int:
         return int(value)
     return value
-
-
-# Fields that only some algorithms read, and which: a change of such a field leaves the
-# stored results of the others valid (rl.scheduler.stale_fields). Every field not named
-# here is read by every algorithm. Measured, not assumed: tests/test_agents.py changes
-# each field and checks whose training and actions change.
-# om2p-official reads no η, Q-normalisation or mean-flow field: it fixes them itself
-# (agents.om2p_official.OFFICIAL).
-_CRITICS = frozenset({"om2p", "om2p-official", "td3bc", "td3", "cql", "omar", "flowq",
-                      "diffusionq"})  # not BC
-_Q_GUIDED = frozenset({"om2p", "flowq", "diffusionq"})  # λ = η / sg(mean |Q|)
-_SMOOTHED = frozenset({"td3bc", "td3", "cql", "omar"})  # TD3's smoothing, CQL's proposals
-FIELD_READERS: dict[str, frozenset[str]] = {
-    **dict.fromkeys(("critic_hidden", "critic_depth", "n_q", "gamma", "tau"), _CRITICS),
-    **dict.fromkeys(("eta", "q_norm"), _Q_GUIDED),
-    **dict.fromkeys(("xi", "ratio", "pairing", "estimator", "dr", "adaptive_p",
-                     "sample_steps"), frozenset({"om2p"})),
-    "flow_steps": frozenset({"flowq"}),
-    "diffusion_steps": frozenset({"diffusionq"}),
-    "alpha": frozenset({"td3bc"}),
-    **dict.fromkeys(("policy_noise", "noise_clip"), _SMOOTHED),
-    **dict.fromkeys(("cql_alpha", "cql_samples"), frozenset({"cql", "omar"})),
-    **dict.fromkeys(("omar_coef", "omar_iters", "omar_samples", "omar_elites", "omar_sigma"),
-                    frozenset({"omar"})),
-}
 
 
 def budget_config(budget: str | None = None, **overrides: Any) -> TrainConfig:

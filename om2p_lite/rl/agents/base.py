@@ -101,6 +101,11 @@ class Agent(nn.Module):
     # True when every random draw of ``update`` goes through ``randn``/``rand`` and every
     # log is a per-agent tensor: then runs can share one stacked population.
     member_streams: ClassVar[bool] = False
+    # The config fields this algorithm reads among those only some algorithms read; a field
+    # no agent names is read by every one (lr, batch_size, hidden, ...). A change of a field
+    # outside ``reads`` leaves its stored results valid (rl.agents.unread_fields). Measured,
+    # not assumed: tests/test_agents.py changes each field and checks whose training changes.
+    reads: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, dims: AgentDims, cfg: TrainConfig):
         super().__init__()
@@ -260,6 +265,7 @@ class ActorCriticAgent(Agent):
     """
 
     uses_critic = True
+    reads = frozenset({"critic_hidden", "critic_depth", "n_q", "gamma", "tau"})
     target_reduce: ClassVar[str] = "mean"
     policy_delay: int = 1
 
@@ -325,6 +331,8 @@ class GenerativeQAgent(ActorCriticAgent):
     Each has one stacked velocity (or noise) network per agent as its actor.
     """
 
+    reads = ActorCriticAgent.reads | {"eta", "q_norm"}  # λ = η / sg(mean |Q|)
+
     def __init__(self, dims: AgentDims, cfg: Any):
         super().__init__(dims, cfg)
         self.actor = StackedVelocityNet(dims.n_agents, dims.obs_dim, dims.act_dim, cfg.hidden,
@@ -378,6 +386,7 @@ class DeterministicActorAgent(ActorCriticAgent):
     """A tanh MLP actor per agent with a Polyak target actor (TD3, TD3+BC, CQL, OMAR)."""
 
     target_reduce = "min"
+    reads = ActorCriticAgent.reads | {"policy_noise", "noise_clip"}  # TD3's smoothing
 
     def __init__(self, dims: AgentDims, cfg: TrainConfig, *,
                  activation: type[nn.Module] = nn.GELU, layer_norm: bool = True):

@@ -27,6 +27,8 @@ class OM2PAgent(GenerativeQAgent):
 
     name = "om2p"
     member_streams = True
+    reads = GenerativeQAgent.reads | {"xi", "ratio", "pairing", "estimator", "dr",
+                                      "adaptive_p", "sample_steps"}
     action_reduce: ClassVar[str] = "sum"  # L_MF's squared error over action dims (SPEC §2)
 
     def set_members(self, cfgs: Sequence[Any]) -> None:
