@@ -28,7 +28,6 @@ TINY = dict(steps=2, batch_size=8, hidden=16, depth=1, critic_hidden=16, critic_
             eval_every=0, eval_episodes=2, eval_max_steps=2, log_every=1, progress=False)
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def synthetic(task: str, n: int = 64, A: int = 3, D: int = 6, d: int = 2,
