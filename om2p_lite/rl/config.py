@@ -37,7 +37,8 @@ ALGORITHMS = ("om2p", "om2p-official", "bc", "td3bc", "td3", "cql", "omar", "flo
 
 @dataclass
 class TrainConfig:
-    """Every knob of one training run; defaults follow SPEC §4 scaled for a CPU."""
+    """Every knob of one training run; defaults follow OM2P's public code (lizr16/OM2P
+    agents/fql_meanfield.py:703-710: γ, τ, batch 256, Adam 3e-4) scaled for a CPU."""
 
     algo: str = "om2p"  # om2p | om2p-official | bc | td3bc | td3 | cql | omar | flowq | diffusionq
     task: str = "spread"  # spread | tag | world | halfcheetah | spreadN (Spread, N agents)

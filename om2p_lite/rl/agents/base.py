@@ -285,7 +285,8 @@ class ActorCriticAgent(Agent):
         self.adam("critic", self.critic)
 
     def next_action(self, next_obs: torch.Tensor) -> torch.Tensor:
-        """a' for the TD target: a sample of the current policy (SPEC §4)."""
+        """a' for the TD target: a sample of the current policy (as OM2P's public code,
+        lizr16/OM2P agents/fql_meanfield.py:30-37)."""
         return self.policy(next_obs, self.noise(next_obs)) * self.act_mask
 
     def critic_regulariser(self, batch: Batch, q: torch.Tensor) -> tuple[torch.Tensor, Logs]:

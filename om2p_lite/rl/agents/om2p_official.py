@@ -15,8 +15,8 @@ Facts from the released code (github lizr16/OM2P at f3cfd05; ``M`` = agents/fql_
   network reads [o, x, t_start, t_stop] (M:343, N:499).
 - du/dt: d/dt_stop along the path (M:346-364); the README's ``is_autograd=0`` is a finite
   difference with Δ = 1e-12 (M:736), and t_stop - 1e-12 == t_stop in float32 for all but
-  t_stop < ~2e-5, so it is 0 (in eager code; SPEC §8: inside jax.grad the two passes differ
-  by rounding and it diverges); ``is_autograd=2`` is 0 outright (M:357-358). Here: 0.
+  t_stop < ~2e-5, so it is 0 (in eager code; inside jax.grad the two passes differ by
+  rounding and it diverges); ``is_autograd=2`` is 0 outright (M:357-358). Here: 0.
 - L_BC = mean over batch AND action dims of (pred - sg(u_tgt))² (M:370); ours sums over d.
 - L_Q = -mean_B of the two critics' mean Q (M:382-383, :391), normalised only with
   ``normalize_q_loss`` (default False, M:717; the README command does not set it), weight
