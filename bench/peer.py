@@ -56,6 +56,8 @@ import numpy as np
 import torch
 from benchlib import DEFAULT_OUT, ROOT, meta, print_table, write_json
 
+from om2p_lite.rl.rundir import LOG_NAME
+
 OFFICIAL_URL = "https://github.com/lizr16/OM2P"
 ENV_NAME, N_AGENTS, QUALITY = "simple_spread", 4, "expert"
 SEED_DIR = Path(f"{ENV_NAME}-{N_AGENTS}agent") / QUALITY / "seed_0_data"
@@ -362,7 +364,7 @@ def run_one(cand: Candidate, off: Official, dataset: Path, work: Path, tag: str,
             source = find_official_csv(folder)
             times = official_times(source)
         else:
-            source = folder / "log.jsonl"
+            source = folder / LOG_NAME
             times = ours_times(source)
         res["steps_per_s"] = rate(times, args.start, args.steps, source)
     except (ValueError, OSError) as err:

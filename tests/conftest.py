@@ -8,9 +8,10 @@ import pytest
 import torch
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """One torch thread: tiny nets on a shared 2-core CPU are slowest when oversubscribed."""
+    """One torch thread in every test module (restored after it): tiny nets on a shared
+    2-core CPU are slowest when oversubscribed, and a test that wants more sets its own."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -194,7 +194,7 @@ def test_bad_folders_get_clear_errors(tmp_path: Path):
         results.load_runs(tmp_path)
 
 
-def test_a_real_tiny_experiment_loads(tmp_path: Path, one_thread):
+def test_a_real_tiny_experiment_loads(tmp_path: Path):
     from om2p_lite.rl.scheduler import run_experiment
 
     doc = {"grid": {"algos": ["om2p"], "tasks": ["world"], "qualities": ["expert"],
@@ -244,7 +244,7 @@ def test_population_step_time_is_shared_by_its_members(root: Path):
 
 
 def test_sweep_reruns_tiny_at_smoke_and_reads_stored_results_at_book(tmp_path: Path,
-                                                                     monkeypatch, one_thread):
+                                                                     monkeypatch):
     experiment = tmp_path / "tiny.toml"
     experiment.write_text('# A tiny experiment.\n# Cost: none.\nresults_dir = "data/results/tiny"\n'
                           '[grid]\nalgos = ["bc"]\ntasks = ["world"]\n'

@@ -20,8 +20,6 @@ import torch
 from om2p_lite.cli.main import main
 from om2p_lite.rl import rundir
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 KEYS = {"algo": "bc", "task": "spread", "quality": "expert", "seed": 0}  # the grid's own
 SHARED = {"steps": 3, "batch_size": 8, "hidden": 8, "depth": 1, "critic_hidden": 8,
           "critic_depth": 1, "eval_episodes": 2, "eval_max_steps": 5, "log_every": 1,

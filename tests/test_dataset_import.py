@@ -16,7 +16,6 @@ from om2p_lite.data.npy_io import IMPORT_QUALITIES, export_npy, import_npy
 from om2p_lite.rl.config import TrainConfig
 
 pytest.importorskip("mpe2")
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = dict(steps=2, batch_size=8, hidden=8, depth=1, critic_hidden=8, critic_depth=1,
             eval_every=0, eval_episodes=2, eval_max_steps=2, log_every=1, progress=False)

@@ -13,8 +13,6 @@ from om2p_lite.flows.meanflow import du_dr, meanflow_target
 from om2p_lite.rl.agents import AgentDims, make_agent
 from om2p_lite.rl.config import TrainConfig
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 DIMS = AgentDims(2, 3, 2, (2, 1))  # agent 1 has one real action dim (the other is padding)
 # settings the algorithm must override: each would change the loss if it were read
 IGNORED = dict(eta=5.0, q_norm=True, xi="beta55", pairing="sorted", ratio=0.5,

@@ -28,8 +28,6 @@ from om2p_lite.rl.rundir import NonFiniteError
 from om2p_lite.rl.train import train, train_population
 from om2p_lite.runtime.record import portable_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 BASE = TrainConfig(steps=6, batch_size=16, hidden=32, depth=2, critic_hidden=32,
                    critic_depth=2, eval_every=3, eval_episodes=2, eval_max_steps=5,
                    log_every=1, progress=False, threads=1)

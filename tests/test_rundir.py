@@ -26,8 +26,6 @@ from om2p_lite.rl.rundir import (
 )
 from om2p_lite.rl.train import train
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 TINY = TrainConfig(steps=3, batch_size=8, hidden=8, depth=1, critic_hidden=8, critic_depth=1,
                    eval_every=0, eval_episodes=2, eval_max_steps=3, log_every=1,
                    progress=False, threads=1)

@@ -15,7 +15,6 @@ from om2p_lite.flows.stacked import StackedMLP, StackedVelocityNet, sample_stack
 M, B, OBS, ACT = 3, 7, 5, 2
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("layer_norm", [False, True])

@@ -16,8 +16,6 @@ from om2p_lite.rl.agents.td3 import TD3Agent
 from om2p_lite.rl.config import TrainConfig
 from om2p_lite.rl.rundir import CheckpointError, load_checkpoint, save_checkpoint
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 DIMS = AgentDims(3, 6, 2, (2, 2, 1))
 TINY = dict(hidden=16, depth=2, critic_hidden=16, critic_depth=2, batch_size=8)
 

@@ -22,15 +22,6 @@ SMALL = dict(batch_size=16, hidden=32, depth=2, critic_hidden=32, critic_depth=2
              eval_episodes=2, log_every=1, progress=False)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: tiny nets on a shared 2-core CPU are slowest when oversubscribed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def spread_expert():
     from om2p_lite.data.generate import make_dataset

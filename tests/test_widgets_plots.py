@@ -39,7 +39,7 @@ def test_dr_explorer_retrains_when_the_slider_moves():
     assert calls[-1]["estimator"] == "jvp" and box.readout.value.startswith("jvp:")
 
 
-def test_eta_explorer_retrains_and_redraws_when_the_slider_moves(one_thread):
+def test_eta_explorer_retrains_and_redraws_when_the_slider_moves():
     cfg = om.TrainConfig(task="world", quality="expert", steps=4, batch_size=16, hidden=8,
                          depth=1, critic_hidden=8, critic_depth=1, eval_every=2,
                          eval_episodes=2, eval_max_steps=3, log_every=2, progress=False)

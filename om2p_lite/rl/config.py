@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import numbers
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,14 +29,16 @@ from om2p_lite.flows.meanflow import (  # the Δr rules live with the estimator 
 from om2p_lite.runtime.budget import train_preset
 from om2p_lite.runtime.checks import SettingError, check_range
 
-# the algorithms' names, one agent class each (rl.agents.AGENTS checks it holds these)
+# the algorithms' names, one agent class each (rl.agents.AGENTS checks it holds these);
+# which fields each reads is the agent's own ``reads`` (rl.agents.field_readers)
 ALGORITHMS = ("om2p", "om2p-official", "bc", "td3bc", "td3", "cql", "omar", "flowq",
               "diffusionq")
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of one training run; defaults follow SPEC §4 scaled for a CPU."""
+    """Every knob of one training run; defaults follow OM2P's public code (lizr16/OM2P
+    agents/fql_meanfield.py:703-710: γ, τ, batch 256, Adam 3e-4) scaled for a CPU."""
 
     algo: str = "om2p"  # om2p | om2p-official | bc | td3bc | td3 | cql | omar | flowq | diffusionq
     task: str = "spread"  # spread | tag | world | halfcheetah | spreadN (Spread, N agents)
@@ -153,62 +155,13 @@ class TrainConfig:
         return self
 
     def _check_fields(self) -> None:
-        """``validate``'s rules, in order; each failure is a ``SettingError`` on its field."""
-
+        """``validate``'s rules, in order (``_RULES`` around the mean-flow ones); each
+        failure is a ``SettingError`` on its field."""
         self.check_types()
-        types = field_types()
-        check_range("lr", self.lr, 0.0, low_open=True, fix="use e.g. lr = 3e-4 (Adam, the "
-                    "paper's rate) or 1e-3 for tiny nets")
-        for f in dataclasses.fields(self):
-            if types[f.name] is float:
-                check_range(f.name, getattr(self, f.name),
-                            fix=f"use a finite value, e.g. {f.name} = {field_default(f.name)}")
-        if self.algo not in ALGORITHMS:
-            raise SettingError("algo", f"unknown algorithm {self.algo!r}",
-                               f"use one of {ALGORITHMS}")
-        try:
-            check_task(self.task)
-        except ValueError as err:  # its message already says how to fix it
-            raise ValueError(f"config field 'task': {err}") from err
-        if self.action_layout not in ACTION_LAYOUTS:
-            raise SettingError("action_layout", f"unknown MPE action layout "
-                               f"{self.action_layout!r}", f"use one of {list(ACTION_LAYOUTS)} "
-                               f"(force-xy: the paper's 2-d force; mpe2: the 5-d action of "
-                               f"the stored results)")
-        if self.quality == IMPORTED and not self.dataset:
-            raise SettingError("quality", f"{IMPORTED!r} labels a data set brought in with "
-                               f"`data import`; it cannot be generated", "set dataset to the "
-                               f"imported .npz file, or use one of {QUALITIES}")
-        if self.quality not in (*QUALITIES, IMPORTED):
-            raise SettingError("quality", f"unknown quality {self.quality!r}", f"use one of "
-                               f"{QUALITIES} (or {IMPORTED!r} with an imported dataset)")
-        check_range("eta", self.eta, 0.0, fix="use η = 0 for behaviour cloning or η > 0 for "
-                    "Q supervision")
+        _check_rules(self, _RULES)
         check_meanflow_settings(self.estimator, self.dr, self.xi, self.ratio, self.pairing,
-                                COMPUTE_DTYPE)
-        for name in ("steps", "batch_size", "hidden", "depth", "critic_hidden",
-                     "critic_depth", "n_q", "sample_steps", "flow_steps", "diffusion_steps",
-                     "log_every", "cql_samples", "omar_samples", "omar_iters", "omar_sigma"):
-            check_range(name, getattr(self, name), 0, low_open=True,
-                        integer=types[name] is int, fix="use a positive value")
-        for name in ("eval_every", "eval_episodes", "eval_max_steps", "checkpoint_every",
-                     "stop_at", "threads", "seed", "data_seed", "cql_alpha", "adaptive_p",
-                     "alpha", "policy_noise", "noise_clip"):
-            check_range(name, getattr(self, name), 0, integer=types[name] is int,
-                        fix="use 0 or more")
-        if self.algo in ("cql", "omar") and not self.policy_noise > 0:
-            raise SettingError("policy_noise", f"CQL(H) weighs its policy proposals by their "
-                               f"Gaussian density, which needs a std > 0, got "
-                               f"{self.policy_noise}", "use policy_noise = 0.2 (OMAR's code)")
-        check_range("gamma", self.gamma, 0.0, 1.0, high_open=True, fix="use γ = 0.99")
-        check_range("tau", self.tau, 0.0, 1.0, low_open=True, fix="use τ = 0.005")
-        check_range("omar_coef", self.omar_coef, 0.0, 1.0, fix="use omar_coef = 0.7")
-        check_range("omar_elites", self.omar_elites, 0, self.omar_samples, integer=True,
-                    fix="use omar_elites = 0 (all candidates) or at most omar_samples")
-        if self.stop_at and self.stop_at >= self.steps:
-            raise SettingError("stop_at", f"{self.stop_at} is not before the last step "
-                               f"{self.steps}", "use 0 to run to the end, or a step below "
-                               "`steps`")
+                                COMPUTE_DTYPE)  # called here: its warning's stacklevel counts
+        _check_rules(self, _RULES_AFTER_MEANFLOW)
 
 
 _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
@@ -278,29 +231,85 @@ def _coerce(value: Any, want: type) -> Any:
     return value
 
 
-# Fields that only some algorithms read, and which: a change of such a field leaves the
-# stored results of the others valid (rl.scheduler.stale_fields). Every field not named
-# here is read by every algorithm. Measured, not assumed: tests/test_agents.py changes
-# each field and checks whose training and actions change.
-# om2p-official reads no η, Q-normalisation or mean-flow field: it fixes them itself
-# (agents.om2p_official.OFFICIAL).
-_CRITICS = frozenset({"om2p", "om2p-official", "td3bc", "td3", "cql", "omar", "flowq",
-                      "diffusionq"})  # not BC
-_Q_GUIDED = frozenset({"om2p", "flowq", "diffusionq"})  # λ = η / sg(mean |Q|)
-_SMOOTHED = frozenset({"td3bc", "td3", "cql", "omar"})  # TD3's smoothing, CQL's proposals
-FIELD_READERS: dict[str, frozenset[str]] = {
-    **dict.fromkeys(("critic_hidden", "critic_depth", "n_q", "gamma", "tau"), _CRITICS),
-    **dict.fromkeys(("eta", "q_norm"), _Q_GUIDED),
-    **dict.fromkeys(("xi", "ratio", "pairing", "estimator", "dr", "adaptive_p",
-                     "sample_steps"), frozenset({"om2p"})),
-    "flow_steps": frozenset({"flowq"}),
-    "diffusion_steps": frozenset({"diffusionq"}),
-    "alpha": frozenset({"td3bc"}),
-    **dict.fromkeys(("policy_noise", "noise_clip"), _SMOOTHED),
-    **dict.fromkeys(("cql_alpha", "cql_samples"), frozenset({"cql", "omar"})),
-    **dict.fromkeys(("omar_coef", "omar_iters", "omar_samples", "omar_elites", "omar_sigma"),
-                    frozenset({"omar"})),
-}
+# ----------------------------------------------------------------------------- validate's rules
+# A rule is a row (field, rule, fix), checked in order: ``rule`` is either the bounds of
+# ``check_range`` (a dict) or a function of the config that gives the problem with the field
+# (None: it is fine; the task rule raises its own error, whose message has its own fix).
+Rule = tuple[str, dict[str, Any] | Callable[[TrainConfig], str | None], str]
+
+_POSITIVE = ("steps", "batch_size", "hidden", "depth", "critic_hidden", "critic_depth", "n_q",
+             "sample_steps", "flow_steps", "diffusion_steps", "log_every", "cql_samples",
+             "omar_samples", "omar_iters", "omar_sigma")
+_NON_NEGATIVE = ("eval_every", "eval_episodes", "eval_max_steps", "checkpoint_every",
+                 "stop_at", "threads", "seed", "data_seed", "cql_alpha", "adaptive_p", "alpha",
+                 "policy_noise", "noise_clip")
+
+
+def _out_of_range(name: str, value: Any, low: float | None = None, high: float | None = None,
+                  **options: Any) -> str | None:
+    """``check_range``'s problem with ``value`` (None when it is in range)."""
+    try:
+        check_range(name, value, low, high, **options)
+    except SettingError as err:
+        return err.problem
+    return None
+
+
+def _check_rules(cfg: TrainConfig, rules: tuple[Rule, ...]) -> None:
+    """Raise a ``SettingError`` (field, problem, fix) for the first rule ``cfg`` fails."""
+    for name, rule, fix in rules:
+        problem = rule(cfg) if callable(rule) else _out_of_range(name, getattr(cfg, name),
+                                                                 **rule)
+        if problem:
+            raise SettingError(name, problem, fix)
+
+
+def _task_rule(cfg: TrainConfig) -> None:
+    try:
+        check_task(cfg.task)
+    except ValueError as err:  # its message already says how to fix it
+        raise ValueError(f"config field 'task': {err}") from err
+
+
+_TYPES = field_types()
+_RULES: tuple[Rule, ...] = (
+    ("lr", dict(low=0.0, low_open=True), "use e.g. lr = 3e-4 (Adam, the paper's rate) or 1e-3 "
+     "for tiny nets"),
+    *((name, {}, f"use a finite value, e.g. {name} = {field_default(name)}")
+      for name, kind in _TYPES.items() if kind is float),
+    ("algo", lambda c: None if c.algo in ALGORITHMS else f"unknown algorithm {c.algo!r}",
+     f"use one of {ALGORITHMS}"),
+    ("task", _task_rule, ""),
+    ("action_layout", lambda c: None if c.action_layout in ACTION_LAYOUTS else
+     f"unknown MPE action layout {c.action_layout!r}", f"use one of {list(ACTION_LAYOUTS)} "
+     f"(force-xy: the paper's 2-d force; mpe2: the 5-d action of the stored results)"),
+    ("quality", lambda c: f"{IMPORTED!r} labels a data set brought in with `data import`; it "
+     f"cannot be generated" if c.quality == IMPORTED and not c.dataset else None,
+     f"set dataset to the imported .npz file, or use one of {QUALITIES}"),
+    ("quality", lambda c: None if c.quality in (*QUALITIES, IMPORTED) else
+     f"unknown quality {c.quality!r}",
+     f"use one of {QUALITIES} (or {IMPORTED!r} with an imported dataset)"),
+    ("eta", dict(low=0.0), "use η = 0 for behaviour cloning or η > 0 for Q supervision"),
+)
+_RULES_AFTER_MEANFLOW: tuple[Rule, ...] = (
+    *((name, dict(low=0, low_open=True, integer=_TYPES[name] is int), "use a positive value")
+      for name in _POSITIVE),
+    *((name, dict(low=0, integer=_TYPES[name] is int), "use 0 or more")
+      for name in _NON_NEGATIVE),
+    ("policy_noise", lambda c: f"CQL(H) weighs its policy proposals by their Gaussian "
+     f"density, which needs a std > 0, got {c.policy_noise}"
+     if c.algo in ("cql", "omar") and not c.policy_noise > 0 else None,
+     "use policy_noise = 0.2 (OMAR's code)"),
+    ("gamma", dict(low=0.0, high=1.0, high_open=True), "use γ = 0.99"),
+    ("tau", dict(low=0.0, high=1.0, low_open=True), "use τ = 0.005"),
+    ("omar_coef", dict(low=0.0, high=1.0), "use omar_coef = 0.7"),
+    ("omar_elites", lambda c: _out_of_range("omar_elites", c.omar_elites, 0, c.omar_samples,
+                                            integer=True),
+     "use omar_elites = 0 (all candidates) or at most omar_samples"),
+    ("stop_at", lambda c: f"{c.stop_at} is not before the last step {c.steps}"
+     if c.stop_at and c.stop_at >= c.steps else None,
+     "use 0 to run to the end, or a step below `steps`"),
+)
 
 
 def budget_config(budget: str | None = None, **overrides: Any) -> TrainConfig:

@@ -18,7 +18,8 @@ class StackedCritic(nn.Module):
     """Q_{i,j}(o_i, a_i) for agents i < A and ensemble members j < n_q, in one batched pass.
 
     Each agent has its own ``n_q`` critics on its own observation and action (independent
-    learners, SPEC §1); all A·n_q networks are one ``StackedMLP`` with LayerNorm.
+    learners, as in OM2P's framework and public code, github lizr16/OM2P); all A·n_q
+    networks are one ``StackedMLP`` with LayerNorm.
     """
 
     def __init__(self, n_agents: int, obs_dim: int, act_dim: int, hidden: int = 256,

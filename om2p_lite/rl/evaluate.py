@@ -1,6 +1,7 @@
 """Roll learned policies out in the real environment: several episodes at once, one vector.
 
-Not training: no gradients, no data. Returns the task's team return (SPEC §6) and, when the
+Not training: no gradients, no data. Returns the task's team return (as OMAR, Pan et al. 2022,
+scores it: the agents' mean, or the first predator's on Tag and World) and, when the
 reference table exists, the normalised score 100 (R - R_random) / (R_expert - R_random).
 """
 

@@ -3,10 +3,11 @@ reads and writes them (config, status, result, the claim), ``run_folder_lock`` m
 at a time, atomic writes leave a whole file or the previous one, ``RunLog`` keeps the run's
 log (``log.jsonl`` and ``metrics.csv``), and the fields a finished or resumed run may differ in.
 
-Not the training loop (``train``) nor what each file must hold (``runfiles``: the
-file names, the validators and ``read_run_file``, re-exported here so that callers need one
-module). A folder's owner is its only writer; a damaged or foreign file is refused with one
-``RunFileError`` line naming the file, the problem and the fix.
+Not the training loop (``train``), what each file must hold (``runfiles``: the file names,
+the validators and ``read_run_file``) nor the lock itself (``runlock``): both are
+re-exported here, so that callers need one module. A folder's owner is its only writer; a
+damaged or foreign file is refused with one ``RunFileError`` line naming the file, the
+problem and the fix.
 """
 
 from __future__ import annotations
@@ -17,10 +18,7 @@ import io
 import json
 import math
 import os
-import socket
-import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +45,11 @@ from om2p_lite.rl.runfiles import (  # re-exported: rundir is the one door to a 
     pickle_errors,
     read_run_file,
 )
+from om2p_lite.rl.runlock import (  # re-exported: rundir is the one door to a run folder
+    RunFolderBusy,
+    read_lock,
+    run_folder_lock,
+)
 
 __all__ = [
     "CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "CLAIM_NAME", "CONFIG_NAME", "LOCK_NAME",
@@ -68,11 +71,6 @@ RESUME_FREE = DRIVING_FIELDS | {"stop_at", "checkpoint_every", "device", "out_di
 RESULT_FREE = RESUME_FREE | {"dataset"}
 # what a failing write (rather than a wrong path) raises: full disk, quota, size, I/O error
 WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
-
-
-class RunFolderBusy(RuntimeError):
-    """Another process owns the run folder."""
-
 
 
 class NonFiniteError(RuntimeError):
@@ -155,74 +153,6 @@ def save_checkpoint(path: str | Path, blob: dict[str, Any]) -> Path:
     buf = io.BytesIO()
     torch.save(blob, buf)
     return atomic_write_bytes(path, buf.getbuffer())
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def read_lock(lock: Path) -> dict[str, Any]:
-    """The owner recorded in a lock file ({} if unreadable)."""
-    try:
-        owner = json.loads(lock.read_text())
-        return owner if isinstance(owner, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-@contextmanager
-def run_folder_lock(path: str | Path) -> Iterator[Path]:
-    """Own the run folder ``path`` for the block: a lock file with this pid and host.
-
-    A second owner gets ``RunFolderBusy``. A stale lock (its process on this host is gone,
-    e.g. a killed run) is reported with a warning and taken over; a lock from another
-    host cannot be checked and is refused with the fix.
-    """
-    folder = Path(path)
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{folder}: is a file, but a run folder is needed there. "
-                                 f"Fix: choose another out_dir or move the file away")
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = folder / LOCK_NAME
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            owner = read_lock(lock)
-            pid, host = owner.get("pid"), owner.get("host")
-            if host == me["host"] and isinstance(pid, int) and not _pid_alive(pid):
-                warnings.warn(f"{folder}: stale lock of process {pid} (no longer running) "
-                              f"taken over", RuntimeWarning, stacklevel=3)
-                lock.unlink(missing_ok=True)
-                continue
-            if not owner:  # being written right now, or garbage: look again shortly
-                time.sleep(0.05)
-                owner = read_lock(lock)
-                if not owner:
-                    raise RunFolderBusy(f"{folder}: unreadable lock file {lock}. Fix: if no "
-                                        f"run uses this folder, delete {lock}") from None
-                continue
-            raise RunFolderBusy(f"{folder}: in use by process {pid} on {host}. Fix: wait for "
-                                f"it to finish, use another out_dir, or, if that process is "
-                                f"gone, delete {lock}") from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(me))
-        break
-    else:
-        raise RunFolderBusy(f"{folder}: could not take the lock {lock}")
-    try:
-        yield folder
-    finally:
-        if read_lock(lock).get("pid") == me["pid"]:
-            lock.unlink(missing_ok=True)
-
 
 
 class RunLog:

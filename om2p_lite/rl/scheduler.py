@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from om2p_lite.rl.agents import unread_fields
 from om2p_lite.rl.cluster import check_dask_address, dask_client
-from om2p_lite.rl.config import FIELD_READERS, TrainConfig, stored_value
+from om2p_lite.rl.config import TrainConfig, stored_value
 from om2p_lite.rl.population import population_key
 from om2p_lite.rl.rundir import (
     RESULT_FREE,
@@ -47,13 +48,12 @@ class ExperimentFailed(RuntimeError):
 
 
 def stale_fields(result: dict[str, Any], cfg: TrainConfig) -> list[str]:
-    """Config fields (outside ``rundir.RESULT_FREE``, and read by ``cfg.algo``:
-    ``FIELD_READERS``) whose value in ``result`` differs from ``cfg``; a field the result
-    predates counts as its value then (``rl.config.stored_value``: action_layout reads as
-    mpe2)."""
+    """Config fields (outside ``rundir.RESULT_FREE``, and read by ``cfg.algo``: not in
+    ``rl.agents.unread_fields``) whose value in ``result`` differs from ``cfg``; a field the
+    result predates counts as its value then (``rl.config.stored_value``: action_layout
+    reads as mpe2)."""
     stored = result["config"]
-    ignored = set(RESULT_FREE) | {k for k, algos in FIELD_READERS.items()
-                                  if cfg.algo not in algos}
+    ignored = set(RESULT_FREE) | unread_fields(cfg.algo)
     return sorted(k for k, v in dataclasses.asdict(cfg).items()
                   if k not in ignored and stored_value(stored, k) != v)
 

@@ -32,6 +32,19 @@ if tuple(AGENTS) != ALGORITHMS:  # config names the algorithms without importing
                       f"Fix: list every agent's name in rl.config.ALGORITHMS, in this order")
 
 
+def field_readers() -> dict[str, frozenset[str]]:
+    """Each field that only some algorithms read (an agent's ``reads``) → those algorithms;
+    every field missing here is read by every algorithm."""
+    fields = sorted(set().union(*(cls.reads for cls in AGENTS.values())))
+    return {k: frozenset(a for a, cls in AGENTS.items() if k in cls.reads) for k in fields}
+
+
+def unread_fields(algo: str) -> frozenset[str]:
+    """The fields some algorithm reads but ``algo`` does not: a change of one of them leaves
+    ``algo``'s stored results valid (rl.scheduler.stale_fields)."""
+    return frozenset(k for k, algos in field_readers().items() if algo not in algos)
+
+
 def make_agent(algo: str, dims: AgentDims, cfg: TrainConfig) -> Agent:
     """Build the agent named ``algo`` (one of ``ALGORITHMS``) for shapes ``dims``."""
     if algo not in AGENTS:
@@ -40,4 +53,4 @@ def make_agent(algo: str, dims: AgentDims, cfg: TrainConfig) -> Agent:
 
 
 __all__ = ["AGENTS", "ALGORITHMS", "Agent", "AgentDims", "ActorCriticAgent",
-           "GenerativeQAgent", "dims_of", "make_agent"]
+           "GenerativeQAgent", "dims_of", "field_readers", "make_agent", "unread_fields"]

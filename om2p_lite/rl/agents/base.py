@@ -2,6 +2,10 @@
 
 Not an algorithm: each algorithm is a small subclass that names its actor, its losses and
 how it samples actions; the critic, the TD target and the data batch code live here once.
+
+Size: past 400 lines, and one job: the hierarchy every algorithm subclasses (``Agent``,
+``ActorCriticAgent``, ``GenerativeQAgent``, ``DeterministicActorAgent``), read top to bottom
+as one chain of ``super()`` calls; split, a reader of one algorithm would open three files.
 """
 
 from __future__ import annotations
@@ -101,6 +105,11 @@ class Agent(nn.Module):
     # True when every random draw of ``update`` goes through ``randn``/``rand`` and every
     # log is a per-agent tensor: then runs can share one stacked population.
     member_streams: ClassVar[bool] = False
+    # The config fields this algorithm reads among those only some algorithms read; a field
+    # no agent names is read by every one (lr, batch_size, hidden, ...). A change of a field
+    # outside ``reads`` leaves its stored results valid (rl.agents.unread_fields). Measured,
+    # not assumed: tests/test_agents.py changes each field and checks whose training changes.
+    reads: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, dims: AgentDims, cfg: TrainConfig):
         super().__init__()
@@ -260,6 +269,7 @@ class ActorCriticAgent(Agent):
     """
 
     uses_critic = True
+    reads = frozenset({"critic_hidden", "critic_depth", "n_q", "gamma", "tau"})
     target_reduce: ClassVar[str] = "mean"
     policy_delay: int = 1
 
@@ -275,7 +285,8 @@ class ActorCriticAgent(Agent):
         self.adam("critic", self.critic)
 
     def next_action(self, next_obs: torch.Tensor) -> torch.Tensor:
-        """a' for the TD target: a sample of the current policy (SPEC §4)."""
+        """a' for the TD target: a sample of the current policy (as OM2P's public code,
+        lizr16/OM2P agents/fql_meanfield.py:30-37)."""
         return self.policy(next_obs, self.noise(next_obs)) * self.act_mask
 
     def critic_regulariser(self, batch: Batch, q: torch.Tensor) -> tuple[torch.Tensor, Logs]:
@@ -324,6 +335,8 @@ class GenerativeQAgent(ActorCriticAgent):
     in ``generative_loss`` and ``policy``; the normalised Q term is shared   (eq-actor-loss).
     Each has one stacked velocity (or noise) network per agent as its actor.
     """
+
+    reads = ActorCriticAgent.reads | {"eta", "q_norm"}  # λ = η / sg(mean |Q|)
 
     def __init__(self, dims: AgentDims, cfg: Any):
         super().__init__(dims, cfg)
@@ -378,6 +391,7 @@ class DeterministicActorAgent(ActorCriticAgent):
     """A tanh MLP actor per agent with a Polyak target actor (TD3, TD3+BC, CQL, OMAR)."""
 
     target_reduce = "min"
+    reads = ActorCriticAgent.reads | {"policy_noise", "noise_clip"}  # TD3's smoothing
 
     def __init__(self, dims: AgentDims, cfg: TrainConfig, *,
                  activation: type[nn.Module] = nn.GELU, layer_norm: bool = True):

@@ -31,6 +31,7 @@ class CQLAgent(DeterministicActorAgent):
 
     name = "cql"
     member_streams = True
+    reads = DeterministicActorAgent.reads | {"cql_alpha", "cql_samples"}
 
     def proposal_actions(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """n uniform and n noisy-policy actions (2n, B, A, d) and their log densities

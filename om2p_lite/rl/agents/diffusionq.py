@@ -20,6 +20,7 @@ class DiffusionQAgent(GenerativeQAgent):
 
     name = "diffusionq"
     member_streams = True
+    reads = GenerativeQAgent.reads | {"diffusion_steps"}
 
     def __init__(self, dims: AgentDims, cfg):
         super().__init__(dims, cfg)

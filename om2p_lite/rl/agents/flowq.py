@@ -18,6 +18,7 @@ class FlowQAgent(GenerativeQAgent):
 
     name = "flowq"
     member_streams = True
+    reads = GenerativeQAgent.reads | {"flow_steps"}
 
     def generative_loss(self, obs: torch.Tensor, actions: torch.Tensor,
                         ) -> tuple[torch.Tensor, Logs]:

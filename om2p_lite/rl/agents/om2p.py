@@ -1,4 +1,7 @@
-"""OM2P: a one-step mean-flow policy per agent, trained with L = L_MF + η · L_Q (SPEC §2-§4).
+"""OM2P: a one-step mean-flow policy per agent, trained with L = L_MF + η · L_Q.
+
+Paper: OM2P (Li et al., 2025, arXiv:2508.06269); public code: github lizr16/OM2P (JAX,
+agents/fql_meanfield.py); the mean flow: MeanFlow (Geng et al., 2025, arXiv:2505.13447).
 
 Not the mean-flow maths itself (``meanflow``, ``timesteps``): this class only wires them in;
 its generative loss is ``meanflow.meanflow_loss``, the function chapter 2 teaches.
@@ -27,7 +30,11 @@ class OM2PAgent(GenerativeQAgent):
 
     name = "om2p"
     member_streams = True
-    action_reduce: ClassVar[str] = "sum"  # L_MF's squared error over action dims (SPEC §2)
+    reads = GenerativeQAgent.reads | {"xi", "ratio", "pairing", "estimator", "dr",
+                                      "adaptive_p", "sample_steps"}
+    # L_MF sums its squared error over action dims; the public code averages
+    # (agents/fql_meanfield.py:370), as om2p-official does
+    action_reduce: ClassVar[str] = "sum"
 
     def set_members(self, cfgs: Sequence[Any]) -> None:
         """Each member's time sampler, Δr (1, P·A, 1) and fd-or-zero estimator mask."""

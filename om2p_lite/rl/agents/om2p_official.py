@@ -15,8 +15,8 @@ Facts from the released code (github lizr16/OM2P at f3cfd05; ``M`` = agents/fql_
   network reads [o, x, t_start, t_stop] (M:343, N:499).
 - du/dt: d/dt_stop along the path (M:346-364); the README's ``is_autograd=0`` is a finite
   difference with Δ = 1e-12 (M:736), and t_stop - 1e-12 == t_stop in float32 for all but
-  t_stop < ~2e-5, so it is 0 (in eager code; SPEC §8: inside jax.grad the two passes differ
-  by rounding and it diverges); ``is_autograd=2`` is 0 outright (M:357-358). Here: 0.
+  t_stop < ~2e-5, so it is 0 (in eager code; inside jax.grad the two passes differ by
+  rounding and it diverges); ``is_autograd=2`` is 0 outright (M:357-358). Here: 0.
 - L_BC = mean over batch AND action dims of (pred - sg(u_tgt))² (M:370); ours sums over d.
 - L_Q = -mean_B of the two critics' mean Q (M:382-383, :391), normalised only with
   ``normalize_q_loss`` (default False, M:717; the README command does not set it), weight
@@ -40,8 +40,8 @@ swapped (tests/test_om2p_official.py). It changes nothing here (du/dt = 0), but 
 in the released code's default ``is_autograd=1`` (M:735).
 
 TrainConfig fields: reads what every critic agent reads (sizes, n_q, lr, batch, γ, τ, ...);
-overrides, whatever the config says, the ones in ``OFFICIAL`` (so it reads none of
-FIELD_READERS' om2p-only fields, nor eta or q_norm).
+overrides, whatever the config says, the ones in ``OFFICIAL`` (so its ``reads`` holds
+none of OM2P's mean-flow fields, nor eta or q_norm).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from typing import Any
 import torch
 
 from om2p_lite.flows.meanflow import VelocityFn
+from om2p_lite.rl.agents.base import ActorCriticAgent
 from om2p_lite.rl.agents.om2p import OM2PAgent
 
 # the released recipe's settings, fixed by the algorithm (ratio and dr go unread with them)
@@ -70,6 +71,7 @@ class OM2POfficialAgent(OM2PAgent):
 
     name = "om2p-official"
     action_reduce = "mean"  # the squared error averaged over action dims (M:370)
+    reads = ActorCriticAgent.reads  # ``OFFICIAL`` overrides η, q_norm and the mean-flow fields
 
     def __init__(self, dims: Any, cfg: Any):
         super().__init__(dims, official_config(cfg))

@@ -41,6 +41,8 @@ class OMARAgent(CQLAgent):
     """L_π = (1 - c) · (-Q(o, π(o))) + c · mean_d (π(o) - â)², â from the search   (eq-omar)."""
 
     name = "omar"
+    reads = CQLAgent.reads | {"omar_coef", "omar_iters", "omar_samples", "omar_elites",
+                              "omar_sigma"}
 
     @torch.no_grad()
     def search(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

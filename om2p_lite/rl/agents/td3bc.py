@@ -29,6 +29,7 @@ class TD3BCAgent(DeterministicActorAgent):
     """
 
     name = "td3bc"
+    reads = DeterministicActorAgent.reads | {"alpha"}
     policy_delay = 2
     member_streams = True
 
