@@ -195,3 +195,19 @@ def test_protocol_reading_picks_the_first_protocol_settled_everywhere() -> None:
     table, choice = ev.protocol_reading(far, ["td3bc/omar"])
     assert choice["qualifies"] is False and choice["unsettled"] == [("spread", "expert")]
     assert choice["steps"] == 6000  # none qualifies: the file's longest
+
+
+def test_select_eta_uses_only_selection_seeds_and_prefers_the_smaller_of_a_near_tie() -> None:
+    rows = []
+    for eta, means in {0.3: [50.0, 52.0], 1.0: [51.0, 53.0], 3.0: [30.0, 31.0]}.items():
+        for seed, m in zip((100, 101), means, strict=True):
+            rows.append({"task": "world", "quality": "expert", "eta": eta, "seed": seed,
+                         "score": m})
+    rows.append({"task": "world", "quality": "expert", "eta": 3.0, "seed": 0,
+                 "score": 500.0})  # a reported seed: must not sway the choice
+    out = ev.select_eta(pd.DataFrame(rows), selection_seeds=(100, 101))
+    row = out.iloc[0]
+    assert row["best_eta"] == 1.0  # highest mean on the selection seeds
+    assert row["eta"] == 0.3  # within one SE of it (SE = 1.41 / √2 = 1) and smaller
+    with pytest.raises(ValueError, match="selection seeds"):
+        ev.select_eta(pd.DataFrame(rows), selection_seeds=(7,))

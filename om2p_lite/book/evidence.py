@@ -302,3 +302,28 @@ def protocol_reading(probes: pd.DataFrame, preferred: Sequence[str]
                    "qualifies": bool(len(qualifying)),
                    "unsettled": list(zip(unsettled["task"], unsettled["quality"],
                                          strict=True))}
+
+
+# --- η per data set (issue 17, item 5), chosen on selection seeds never reported
+def select_eta(scores: pd.DataFrame, selection_seeds: Sequence[int]) -> pd.DataFrame:
+    """Per (task, quality): the η whose mean final score over ``selection_seeds`` is highest;
+    of several within one SE (of the best's per-seed scores) of the best, the smallest (the
+    one closest to behaviour cloning). ``scores``: seed_scores-like rows with an ``eta``
+    column. The chosen η is then reported on other seeds only: the selection seeds' scores
+    never enter a reported number."""
+    sel = scores[scores["seed"].isin(list(selection_seeds))]
+    if sel.empty:
+        raise ValueError(f"select_eta: no scores on the selection seeds "
+                         f"{list(selection_seeds)}. Fix: run the selection grid first")
+    rows = []
+    for (task, quality), block in sel.groupby(["task", "quality"], sort=False):
+        stats = block.groupby("eta")["score"].agg(["mean", "std", "size"])
+        best = stats["mean"].idxmax()
+        se = stats.loc[best, "std"] / np.sqrt(stats.loc[best, "size"])
+        close = stats[stats["mean"] >= stats.loc[best, "mean"] - (se if se == se else 0.0)]
+        eta = float(min(close.index))
+        rows.append({"task": task, "quality": quality, "eta": eta,
+                     "best_eta": float(best), "mean": float(stats.loc[eta, "mean"]),
+                     "best_mean": float(stats.loc[best, "mean"]),
+                     "seeds": int(stats["size"].min())})
+    return pd.DataFrame(rows)
