@@ -406,6 +406,14 @@ class DeterministicActorAgent(ActorCriticAgent):
         """a = tanh(μ_θ(o)); deterministic, ``eps`` ignored."""
         return torch.tanh(self.actor(obs))
 
+    def policy_q1(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(a_π, Q_1(o, a_π)) for an actor loss: the first critic's Q as TD3's, (B, A), with
+        the critics frozen so that only dQ/da reaches the actor."""
+        a_pi = self.policy(obs) * self.act_mask
+        with frozen(self.critic):
+            q = self.critic(obs, a_pi)[0]  # (B, A): first critic, as TD3
+        return a_pi, q
+
     def next_action(self, next_obs: torch.Tensor) -> torch.Tensor:
         """TD3 target smoothing: tanh(μ'(o')) + clip(σ ε, ±c), clipped to [-1, 1]."""
         a = torch.tanh(self.actor_target(next_obs))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from om2p_lite.flows.ops import batch_mean
-from om2p_lite.rl.agents.base import Batch, DeterministicActorAgent, Logs, frozen
+from om2p_lite.rl.agents.base import Batch, DeterministicActorAgent, Logs
 
 
 class TD3Agent(DeterministicActorAgent):
@@ -24,8 +24,6 @@ class TD3Agent(DeterministicActorAgent):
 
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
         """Σ_i -mean_B Q_{i,1}(o_i, tanh μ_i(o_i)), the critics frozen (dQ/da only)."""
-        a_pi = self.policy(batch["obs"]) * self.act_mask
-        with frozen(self.critic):
-            q = self.critic(batch["obs"], a_pi)[0]  # (B, A): first critic, as TD3
+        a_pi, q = self.policy_q1(batch["obs"])  # (B, A): the first critic, frozen
         loss_q = -batch_mean(q)  # (A,)
         return loss_q.sum(), {"q_loss": loss_q.detach(), "q_pi": batch_mean(q.detach())}

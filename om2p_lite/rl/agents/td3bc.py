@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from om2p_lite.flows.ops import batch_mean
-from om2p_lite.rl.agents.base import Batch, DeterministicActorAgent, Logs, frozen
+from om2p_lite.rl.agents.base import Batch, DeterministicActorAgent, Logs
 from om2p_lite.rl.critics import normalised_q_loss
 
 
@@ -35,9 +35,7 @@ class TD3BCAgent(DeterministicActorAgent):
 
     def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, Logs]:
         """Σ_i [α · (-mean Q_i / sg(mean |Q_i|)) + mean_B mean_d (π_i(o) - a_i)²]."""
-        a_pi = self.policy(batch["obs"]) * self.act_mask
-        with frozen(self.critic):
-            q = self.critic(batch["obs"], a_pi)[0]  # (B, A): first critic, as TD3
+        a_pi, q = self.policy_q1(batch["obs"])  # (B, A): the first critic, frozen
         loss_q = normalised_q_loss(q, reduce="agents")  # (A,) = -mean Q / mean |Q|
         bc = batch_mean(action_mse(a_pi, batch["actions"], self.act_mask))  # (A,)
         loss = (self.cfg.alpha * loss_q + bc).sum()  # (eq-td3bc)
