@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from om2p_lite.data.behaviour import QUALITIES
+from om2p_lite.data.behaviour import BEHAVIOURS, LEGACY_BEHAVIOUR, QUALITIES
 from om2p_lite.data.npy_io import IMPORTED
 from om2p_lite.envs import (
     ACTION_LAYOUTS,
@@ -51,6 +51,9 @@ class TrainConfig:
     # made with mpe2 (``STORED_DEFAULTS``, ``from_stored``); it has a factory, not a plain
     # default, so that nothing reading "absent = the default" takes such a run for force-xy.
     action_layout: str = field(default_factory=lambda: DEFAULT_ACTION_LAYOUT)
+    # MPE behaviour of generated data: scripted (the stored results') | trained (TD3 files,
+    # D4RL-style); HalfCheetah's is always trained. Never chosen by a file's presence.
+    behaviour: str = field(default_factory=lambda: LEGACY_BEHAVIOUR)
     steps: int = 1000  # gradient steps
     batch_size: int = 256  # transitions per step (same rows for every agent)
     lr: float = 3e-4  # Adam learning rate, actor and critic
@@ -170,6 +173,9 @@ class TrainConfig:
             check_task(self.task)
         except ValueError as err:  # its message already says how to fix it
             raise ValueError(f"config field 'task': {err}") from err
+        if self.behaviour not in BEHAVIOURS:
+            raise SettingError("behaviour", f"unknown data behaviour {self.behaviour!r}",
+                               f"use one of {list(BEHAVIOURS)}")
         if self.action_layout not in ACTION_LAYOUTS:
             raise SettingError("action_layout", f"unknown MPE action layout "
                                f"{self.action_layout!r}", f"use one of {list(ACTION_LAYOUTS)} "
@@ -217,7 +223,8 @@ _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "tru
 # The value of each field added after results were stored, in a record that predates it:
 # what those runs used (TrainConfig.from_stored; rl.scheduler.stale_fields and a resumed
 # checkpoint's check should read an absent field with ``stored_value``).
-STORED_DEFAULTS: dict[str, Any] = {"action_layout": LEGACY_ACTION_LAYOUT}
+STORED_DEFAULTS: dict[str, Any] = {"action_layout": LEGACY_ACTION_LAYOUT,
+                                   "behaviour": LEGACY_BEHAVIOUR}
 
 
 def field_default(name: str) -> Any:
