@@ -10,14 +10,17 @@ only each episode's last ``next_obs`` is kept (``final_obs``). Written atomicall
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from om2p_lite.data.behaviour import behaviour_file
 from om2p_lite.rl.rundir import atomic_write_bytes
 
 REPLAY_FORMAT = "om2p-replay-1"
@@ -118,4 +121,45 @@ def load_replay(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]
     return arrays, meta
 
 
-__all__ = ["REPLAY_FORMAT", "buffer_episodes", "load_replay", "replay_path", "save_replay"]
+def replay_dataset(task: str, spec: Any, n_episodes: int
+                 ) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, Any]]:
+    """Trained MPE medium-replay: ``n_episodes`` whole episodes of the training run's replay
+    up to the medium snapshot (``data.replay``), evenly spaced over it in collection order
+    (so the data keep the run's history from random to medium); all of them, and a smaller
+    data set, when the replay holds fewer."""
+    t0 = time.time()
+    path = replay_path(behaviour_file(task, spec.reward_variant, spec.action_layout))
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: it is written with the policy file by "
+                                f"`python -m om2p_lite data train-behaviour --task {task} "
+                                f"--export` (see data/behaviour/PROVENANCE.md)")
+    rep, meta = load_replay(path)
+    want = {"task": task, "reward_variant": spec.reward_variant,
+            "action_layout": spec.action_layout}
+    bad = {k: meta.get(k) for k, v in want.items() if meta.get(k) != v}
+    if bad or rep["actions"].shape[1:] != (spec.n_agents, spec.act_dim) \
+            or rep["obs"].shape[1:] != (spec.n_agents, spec.obs_dim):
+        raise ValueError(f"{path}: a replay of {bad or 'other shapes'}, not of {want}. Fix: "
+                         f"re-export the policy of this task, reward and action layout")
+    ends = np.flatnonzero(rep["terminals"] | rep["timeouts"])
+    bounds = np.stack([np.r_[0, ends[:-1] + 1], ends + 1], 1)  # (episodes, [start, stop))
+    total = len(bounds)
+    pick = (np.arange(min(n_episodes, total)) * total) // min(n_episodes, total)
+    rows = np.concatenate([np.arange(a, b) for a, b in bounds[pick]])
+    arrays = {k: rep[k][rows] for k in ("obs", "actions", "rewards", "next_obs", "terminals",
+                                        "timeouts")}
+    wall = time.time() - t0
+    stats = {"wall_s": wall, "env_steps": 0, "transitions": len(rows),
+             "transitions_per_s": len(rows) / max(wall, 1e-9)}
+    extra = {"replay_file": path.name, "replay_sha256": file_sha256(path),
+             "replay_episodes": total, "replay_step": meta.get("step"),
+             "n_episodes": len(pick)}
+    return arrays, stats, extra
+
+
+def file_sha256(path: Path) -> str:
+    """``sha256:`` hex digest of a file (the behaviour files a data set was made from)."""
+    return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+__all__ = ["file_sha256", "replay_dataset", "REPLAY_FORMAT", "buffer_episodes", "load_replay", "replay_path", "save_replay"]
