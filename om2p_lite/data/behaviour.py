@@ -145,10 +145,11 @@ def load_actor_snapshot(path: Path, spec: EnvSpec, which: str | int) -> ActorPol
     policy = ActorPolicy.from_state(blob["snapshots"][key]["state"], action_mask(spec))
     first, last = policy.weights[0].shape, policy.weights[-1].shape
     if first[:2] != (spec.n_agents, spec.obs_dim) or last[2] != spec.act_dim:
+        own = behaviour_file(spec_task(spec), spec.reward_variant, spec.action_layout).name
         raise ValueError(f"{path}: actor for {first[0]} agents, observation {first[1]}, action "
                          f"{last[2]}; task {spec.task!r} needs {spec.n_agents}, "
                          f"{spec.obs_dim}, {spec.act_dim} ({spec.action_layout} actions). Fix: use "
-                         f"the task's own {behaviour_file(spec_task(spec), spec.reward_variant, spec.action_layout).name}")
+                         f"the task's own {own}")
     return policy
 
 
@@ -211,9 +212,11 @@ def load_policy_file(path: Path, spec: EnvSpec) -> dict:
     missing, was trained on another reward or has another action width than ``spec``."""
     if not path.exists():
         flags = (f" --reward-variant {spec.reward_variant}"
-                 if spec.task.startswith("spread") and spec.reward_variant != "mpe2" else "")
+                 if spec.task == "spread" and spec.reward_variant != "mpe2" else "") + \
+            (f" --action-layout {spec.action_layout}"
+             if spec.task in SCRIPTED_PRESETS and spec.action_layout != "force-xy" else "")
         raise FileNotFoundError(f"{path} is missing: train it with `python -m om2p_lite data "
-                                f"train-behaviour --task {spec.task}{flags} --export` (see "
+                                f"train-behaviour --task {spec_task(spec)}{flags} --export` (see "
                                 f"PROVENANCE.md), or use --behaviour scripted")
     blob = torch.load(path, map_location="cpu", weights_only=True)
     cfg = blob.get("config", {}) if isinstance(blob, dict) else {}

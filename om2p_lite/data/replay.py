@@ -106,8 +106,8 @@ def load_replay(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]
         raise ValueError(f"{path}: not a readable replay file ({type(err).__name__}: "
                          f"{err}). Fix: {fix}") from None
     if not isinstance(meta, dict) or meta.get("format") != REPLAY_FORMAT:
-        raise ValueError(f"{path}: format {meta.get('format') if isinstance(meta, dict) else meta!r}"
-                         f", expected {REPLAY_FORMAT!r}. Fix: {fix}")
+        got = meta.get("format") if isinstance(meta, dict) else meta
+        raise ValueError(f"{path}: format {got!r}, expected {REPLAY_FORMAT!r}. Fix: {fix}")
     n = len(arrays["obs"])
     ends = np.flatnonzero(arrays["terminals"] | arrays["timeouts"])
     if any(len(arrays[k]) != n for k in ARRAYS[:5]) or n == 0 or ends[-1:].tolist() != [n - 1] \
@@ -162,4 +162,5 @@ def file_sha256(path: Path) -> str:
     return "sha256:" + hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-__all__ = ["file_sha256", "replay_dataset", "REPLAY_FORMAT", "buffer_episodes", "load_replay", "replay_path", "save_replay"]
+__all__ = ["REPLAY_FORMAT", "buffer_episodes", "file_sha256", "load_replay", "replay_dataset",
+           "replay_path", "save_replay"]
