@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from om2p_lite.cli.args import OneLineParser, count, finite, positive
-from om2p_lite.data.behaviour import QUALITIES
+from om2p_lite.data.behaviour import BEHAVIOURS, QUALITIES
 from om2p_lite.data.download import DEFAULT_REVISION, HUB_TASKS, REPO_ID
 from om2p_lite.data.npy_io import ACTION_LAYOUTS as FILE_LAYOUTS
 from om2p_lite.data.npy_io import IMPORT_QUALITIES, IMPORTED
@@ -21,6 +21,10 @@ from om2p_lite.envs import ACTION_LAYOUTS, DEFAULT_ACTION_LAYOUT, TASKS
 
 LAYOUT_HELP = ("MPE's action per agent: force-xy, the paper's 2-d force (default), or mpe2, "
                "mpe2's 5-d action (the data of the results stored before the layouts)")
+BEHAVIOUR_HELP = ("MPE behaviour: trained (D4RL-style from data/behaviour/TASK_td3.pt: its "
+                  "snapshots + noise, its training replay for medium-replay) or scripted "
+                  "(envs.scripted, the data of the stored results); default trained when "
+                  "the task's policy file exists, else scripted (with a note)")
 
 
 def _task(text: str) -> str:
@@ -42,6 +46,7 @@ def _budget_name(name: str | None) -> str:
 
 def cmd_make(args: argparse.Namespace) -> int:
     """Generate one dataset file (refuses to overwrite) and print its checksum and speed."""
+    from om2p_lite.data.behaviour import default_behaviour
     from om2p_lite.data.dataset import save_dataset
     from om2p_lite.data.generate import dataset_path, make_dataset
     from om2p_lite.envs import task_name
@@ -49,9 +54,13 @@ def cmd_make(args: argparse.Namespace) -> int:
     budget = _budget_name(args.budget)
     if args.n_agents is not None and args.task in TASKS:
         args.task, args.n_agents = task_name(args.task, args.n_agents), None
+    behaviour, note = args.behaviour, ""
+    if behaviour is None:  # the note follows the data: a refused request prints one line
+        behaviour, note = default_behaviour(args.task, args.reward_variant, args.action_layout)
+    argv = sys.argv[1:] if args.behaviour else [*sys.argv[1:], "--behaviour", behaviour]
     out = Path(args.out) if args.out else dataset_path(args.task, args.quality, args.seed,
                                                        budget, args.reward_variant,
-                                                       args.action_layout)
+                                                       args.action_layout, behaviour)
     if out.exists():
         print(f"error: {out} exists; choose another --out (nothing was written)",
               file=sys.stderr)
@@ -59,9 +68,12 @@ def cmd_make(args: argparse.Namespace) -> int:
     ds, stats = make_dataset(args.task, args.quality, args.seed, n_transitions=args.transitions,
                              budget=budget, reward_variant=args.reward_variant,
                              n_envs=args.n_envs, n_workers=args.workers, progress=True,
-                             command=shlex.join(["python", "-m", "om2p_lite", *sys.argv[1:]]),
-                             n_agents=args.n_agents, action_layout=args.action_layout)
+                             command=shlex.join(["python", "-m", "om2p_lite", *argv]),
+                             n_agents=args.n_agents, action_layout=args.action_layout,
+                             behaviour=behaviour)
     save_dataset(ds, out)
+    if note:
+        print(note, file=sys.stderr)
     rets = ds.episode_returns()
     print(f"wrote {out}\n  transitions {len(ds)}  episodes {len(rets)}  return "
           f"{rets.mean():.3f} +- {rets.std():.3f}\n  {ds.metadata['checksum']}\n  "
@@ -77,11 +89,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     for path in args.paths:
         ds = load_dataset(path)
         s = summarize(ds)
+        source = ds.metadata.get("behaviour_source", "scripted (made before the option)")
         print(f"{path}\n  task {s['task']}  quality {s['quality']}  agents {s['agents']}  "
               f"transitions {s['transitions']}  episodes {s['episodes']}\n  return mean "
               f"{s['return_mean']:.3f}  std {s['return_std']:.3f}  min {s['return_min']:.3f}"
               f"  max {s['return_max']:.3f}  (score rule: {ds.metadata.get('score')})\n"
-              f"  behaviour: {ds.metadata.get('behaviour')}\n  {s['checksum']}")
+              f"  behaviour: {source}: {ds.metadata.get('behaviour')}\n  {s['checksum']}")
         if args.json:
             print(json.dumps(ds.metadata, indent=1, sort_keys=True))
     return 0
@@ -168,12 +181,13 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
     rows = reference_rows(_budget_name(args.budget), args.seed,
                           tuple(args.tasks) if args.tasks else None, progress=True,
-                          n_workers=args.workers, action_layout=args.action_layout)
+                          n_workers=args.workers, action_layout=args.action_layout,
+                          behaviour=args.behaviour)
     out = Path(args.out) if args.out else REFERENCE_CSV
     path = write_reference(merge_rows(read_reference(out) if out.exists() else [], rows), out)
     for r in rows:
         print(f"{r['task']:12s} {r['reward_variant']:9s} {r['action_layout']:8s} "
-              f"{r['quality']:7s} "
+              f"{r['behaviour']:8s} {r['quality']:7s} "
               f"{r['return_mean']:10.3f} +- {r['return_std']:.3f}  ({r['episodes']} episodes)")
     print(f"wrote {path}")
     return 0
@@ -181,7 +195,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
 def cmd_train_behaviour(args: argparse.Namespace) -> int:
     """Train online multi-agent TD3 (resumable), then ship its snapshots to data/behaviour."""
-    from om2p_lite.data.behaviour import BEHAVIOUR_DIR
+    from om2p_lite.data.behaviour import behaviour_file
     from om2p_lite.data.behaviour_td3 import OnlineConfig, export_behaviour, train_behaviour
 
     cfg = OnlineConfig(task=args.task, total_steps=args.steps, seed=args.seed,
@@ -197,7 +211,7 @@ def cmd_train_behaviour(args: argparse.Namespace) -> int:
         rnd, _ = make_dataset(args.task, "random", seed=args.seed, n_transitions=10 * 1000,
                               reward_variant=args.reward_variant,
                               action_layout=args.action_layout)
-        out = BEHAVIOUR_DIR / f"{args.task}_td3.pt"
+        out = behaviour_file(args.task, args.reward_variant, args.action_layout)
         chosen = export_behaviour(run_dir, out, float(rnd.episode_returns().mean()),
                                   args.medium_return, args.expert_return)
         print(f"exported {chosen} to {out}")
@@ -226,6 +240,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="omar: OMAR's reshaped Spread reward (other tasks are unchanged)")
     p.add_argument("--action-layout", choices=ACTION_LAYOUTS, default=DEFAULT_ACTION_LAYOUT,
                    help=LAYOUT_HELP)
+    p.add_argument("--behaviour", choices=BEHAVIOURS, default=None, help=BEHAVIOUR_HELP)
     p.add_argument("--n-envs", type=positive, default=None, help="environments stepped together "
                    "(changes the data; recorded in the metadata)")
     p.add_argument("--workers", type=positive, default=1,
@@ -300,6 +315,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive, default=1)
     p.add_argument("--action-layout", choices=ACTION_LAYOUTS, default=DEFAULT_ACTION_LAYOUT,
                    help=LAYOUT_HELP + "; the other layout's rows are kept")
+    p.add_argument("--behaviour", choices=BEHAVIOURS, default="scripted",
+                   help="MPE behaviour of the data sets (default scripted, the stored "
+                   "results'); the other behaviour's rows are kept")
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_reference)
 
@@ -322,7 +340,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="MPE action: force-xy (the paper's 2-d force) or mpe2 (5-d)")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--export", action="store_true",
-                   help="write data/behaviour/<task>_td3.pt from the run's snapshots")
+                   help="write data/behaviour/<task>[-omar][-mpe2]_td3.pt from the run's "
+                   "snapshots, and its replay up to the medium snapshot beside it")
     p.add_argument("--medium-return", type=finite, default=None, help="with --export: the "
                    "medium snapshot is the one nearest this return (default: half-way from "
                    "random to the expert)")

@@ -17,6 +17,12 @@ from om2p_lite.envs.scripted import SCRIPTED
 
 QUALITIES = ("random", "medium-replay", "medium", "expert")
 BEHAVIOUR_DIR = Path(__file__).resolve().parents[2] / "data" / "behaviour"
+# Where MPE data come from: scripted controllers (envs.scripted, the data of every result
+# stored before this choice) or trained TD3 snapshots (D4RL-style, like OMAR's MATD3 data).
+# HalfCheetah has no script: its data are always its trained policy's.
+BEHAVIOURS = ("scripted", "trained")
+LEGACY_BEHAVIOUR = "scripted"  # what a record without the field was made with
+TRAINED_STD = 0.1  # Gaussian noise on a trained snapshot's actions (medium, expert)
 
 
 class Policy(Protocol):
@@ -139,22 +145,111 @@ def load_actor_snapshot(path: Path, spec: EnvSpec, which: str | int) -> ActorPol
     policy = ActorPolicy.from_state(blob["snapshots"][key]["state"], action_mask(spec))
     first, last = policy.weights[0].shape, policy.weights[-1].shape
     if first[:2] != (spec.n_agents, spec.obs_dim) or last[2] != spec.act_dim:
+        own = behaviour_file(spec_task(spec), spec.reward_variant, spec.action_layout).name
         raise ValueError(f"{path}: actor for {first[0]} agents, observation {first[1]}, action "
                          f"{last[2]}; task {spec.task!r} needs {spec.n_agents}, "
-                         f"{spec.obs_dim}, {spec.act_dim}. Fix: use the task's own *_td3.pt")
+                         f"{spec.obs_dim}, {spec.act_dim} ({spec.action_layout} actions). Fix: use "
+                         f"the task's own {own}")
     return policy
 
 
-def behaviour_policy(spec: EnvSpec, quality: str, progress: float = 1.0) -> NoisyPolicy | Policy:
+def behaviour_file(task: str, reward_variant: str = "mpe2",
+                   action_layout: str = "force-xy") -> Path:
+    """The trained policy file of a task: ``data/behaviour/{task}[-omar][-mpe2]_td3.pt``,
+    ``-omar`` for Spread trained on OMAR's reward and ``-mpe2`` for MPE's 5-d action layout
+    (the names of the data-set cache; HalfCheetah: ``halfcheetah_td3.pt``)."""
+    from om2p_lite.envs import MPE_TASKS, parse_task
+
+    base = parse_task(task)[0]
+    variant = f"-{reward_variant}" if base == "spread" and reward_variant != "mpe2" else ""
+    layout = f"-{action_layout}" if base in MPE_TASKS and action_layout != "force-xy" else ""
+    return BEHAVIOUR_DIR / f"{task}{variant}{layout}_td3.pt"
+
+
+def check_behaviour(behaviour: str) -> str:
+    """``behaviour`` if it is one of ``BEHAVIOURS``, else a one-line ``ValueError``."""
+    if behaviour not in BEHAVIOURS:
+        raise ValueError(f"behaviour: unknown {behaviour!r}. Fix: use one of "
+                         f"{list(BEHAVIOURS)} (trained needs data/behaviour/TASK_td3.pt)")
+    return behaviour
+
+
+def task_behaviour(task: str, behaviour: str) -> str:
+    """The behaviour that really makes ``task``'s data: HalfCheetah's is always trained."""
+    from om2p_lite.envs import MPE_TASKS, parse_task
+
+    return check_behaviour(behaviour) if parse_task(task)[0] in MPE_TASKS else "trained"
+
+
+def default_behaviour(task: str, reward_variant: str = "mpe2",
+                      action_layout: str = "force-xy") -> tuple[str, str]:
+    """The behaviour of a data set whose maker did not say (``data make`` without
+    ``--behaviour``): trained if the task's policy file exists, else scripted; with a
+    one-line note when it falls back, naming the command that trains the policy."""
+    if task_behaviour(task, "trained") == "trained" and \
+            behaviour_file(task, reward_variant, action_layout).exists():
+        return "trained", ""
+    if task_behaviour(task, "scripted") == "trained":  # HalfCheetah: nothing to choose
+        return "trained", ""
+    path = behaviour_file(task, reward_variant, action_layout)
+    flags = (f" --reward-variant {reward_variant}" if reward_variant != "mpe2" else "") + \
+        (f" --action-layout {action_layout}" if action_layout != "force-xy" else "")
+    return "scripted", (f"note: {path.name} not found, so {task} data come from the scripted "
+                        f"controller; train the policy with `python -m om2p_lite data "
+                        f"train-behaviour --task {task}{flags} --export` (see "
+                        f"data/behaviour/PROVENANCE.md)")
+
+
+def spec_task(spec: EnvSpec) -> str:
+    """The task name of ``spec`` (``spreadN`` for Spread with N agents)."""
+    from om2p_lite.envs import task_name
+
+    return task_name(spec.task, spec.n_agents if spec.task == "spread" else None)
+
+
+def load_policy_file(path: Path, spec: EnvSpec) -> dict:
+    """The blob of a trained policy file, refused (one line with the fix) when it is
+    missing, was trained on another reward or has another action width than ``spec``."""
+    if not path.exists():
+        flags = (f" --reward-variant {spec.reward_variant}"
+                 if spec.task == "spread" and spec.reward_variant != "mpe2" else "") + \
+            (f" --action-layout {spec.action_layout}"
+             if spec.task in SCRIPTED_PRESETS and spec.action_layout != "force-xy" else "")
+        raise FileNotFoundError(f"{path} is missing: train it with `python -m om2p_lite data "
+                                f"train-behaviour --task {spec_task(spec)}{flags} --export` (see "
+                                f"PROVENANCE.md), or use --behaviour scripted")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = blob.get("config", {}) if isinstance(blob, dict) else {}
+    trained_on = cfg.get("reward_variant", "mpe2")
+    if spec.task == "spread" and trained_on != spec.reward_variant:
+        raise ValueError(f"{path}: trained on the {trained_on!r} reward, the data set asks "
+                         f"for {spec.reward_variant!r}. Fix: use the file of that reward "
+                         f"({behaviour_file(spec_task(spec), spec.reward_variant).name})")
+    return blob
+
+
+def behaviour_policy(spec: EnvSpec, quality: str, progress: float = 1.0,
+                     behaviour: str = LEGACY_BEHAVIOUR) -> NoisyPolicy | Policy:
     """The policy that collects ``quality`` data; ``progress`` in [0, 1] drives medium-replay.
 
     medium-replay replays a learner's history: early episodes near random, late ones near
-    medium (scripted tasks anneal p_random; trained tasks step through TD3 snapshots).
+    medium (scripted tasks anneal p_random; HalfCheetah steps through its TD3 snapshots).
+    ``behaviour`` (MPE): scripted controllers or the task's trained snapshots
+    (``behaviour_file``) with N(0, TRAINED_STD²); trained MPE medium-replay is the run's
+    own replay (``generate`` reads it; no policy makes it).
     """
     if quality not in QUALITIES:
         raise ValueError(f"unknown quality {quality!r}; choose one of {QUALITIES}")
     if quality == "random":
         return RandomPolicy(spec)
+    trained = task_behaviour(spec.task, behaviour) == "trained"
+    if trained and spec.task in SCRIPTED_PRESETS:
+        if quality == "medium-replay":
+            raise ValueError("trained medium-replay is the training run's replay, not a "
+                             "policy's roll-outs. Fix: make it with generate.make_dataset")
+        path = behaviour_file(spec_task(spec), spec.reward_variant, spec.action_layout)
+        load_policy_file(path, spec)
+        return NoisyPolicy(load_actor_snapshot(path, spec, quality), spec, std=TRAINED_STD)
     if spec.task in SCRIPTED_PRESETS:
         preset = SCRIPTED_PRESETS[spec.task]
         if quality == "medium-replay":

@@ -6,6 +6,9 @@ expert ones. The learner is the offline stack's ``rl.agents.TD3Agent`` (one stac
 and twin critic per agent, each agent learning from its own observation, action and
 reward: decentralised), stepped by ``agent.update(batch)``; evaluation is
 ``rl.evaluate.evaluate_agent``. Any task works: HalfCheetah 2x3 and the MPE tasks alike.
+
+Size: one online run's state (buffer, generators, snapshots) is saved and restored as a
+whole for a bit-identical resume; split, its checkpoint would be written in two places.
 """
 
 from __future__ import annotations
@@ -352,9 +355,12 @@ def choose_snapshots(snapshots: list[dict], random_return: float,
 
 def export_behaviour(run_dir: str | Path, out_path: str | Path, random_return: float,
                      medium_return: float | None = None,
-                     expert_return: float | None = None) -> dict[str, int]:
-    """Ship the snapshots up to the expert one (for medium-replay) plus the chosen indices,
-    in the layout ``data.behaviour.load_actor_snapshot`` reads (ReLU actors)."""
+                     expert_return: float | None = None, replay: bool = True
+                     ) -> dict[str, int]:
+    """Ship the snapshots up to the expert one plus the chosen indices, in the layout
+    ``data.behaviour.load_actor_snapshot`` reads (ReLU actors), and (``replay``) the run's
+    transitions up to the medium snapshot beside it (``data.replay``: D4RL's
+    medium-replay), cut from the checkpoint's replay buffer, which must not have wrapped."""
     path = Path(run_dir) / "snapshots.pt"
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
@@ -369,11 +375,31 @@ def export_behaviour(run_dir: str | Path, out_path: str | Path, random_return: f
            "config": cfg, "chosen": chosen, "random_return": random_return,
            "snapshots": [{"step": s["step"], "return": s["return"], "state": s["state"]}
                          for s in keep]}
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    if replay:  # first, so that a refused replay leaves no policy file without its replay
+        write_replay(run_dir, out_path, keep[chosen["medium"]]["step"])
     data = io.BytesIO()
     torch.save(out, data)
     atomic_write_bytes(Path(out_path), data.getvalue())
     return chosen
 
 
+def write_replay(run_dir: str | Path, policy_file: str | Path, step: int) -> Path:
+    """Write the run's first ``step`` transitions, in whole episodes, to
+    ``data.replay.replay_path(policy_file)``."""
+    from om2p_lite.data.replay import buffer_episodes, replay_path, save_replay
+
+    path = Path(run_dir) / CHECKPOINT_NAME
+    cfg = check_training_checkpoint(path, load_checkpoint(path)).get("config", {})
+    buf = {k: v.numpy() for k, v in replay_until(run_dir, step).items()}
+    spec = get_spec(cfg["task"], cfg["reward_variant"], cfg["action_layout"])
+    eps = buffer_episodes(buf, cfg["n_envs"], cfg["eval_every"], spec.episode_length)
+    meta = {"task": cfg["task"], "reward_variant": spec.reward_variant,
+            "action_layout": spec.action_layout, "step": step, "seed": cfg["seed"],
+            "n_envs": cfg["n_envs"], "eval_every": cfg["eval_every"],
+            "start_steps": cfg["start_steps"], "expl_noise": cfg["expl_noise"]}
+    return save_replay(replay_path(policy_file), eps, meta)
+
+
 __all__ = ["OnlineConfig", "TD3_AGENT", "actor_state", "choose_snapshots", "export_behaviour",
-           "make_learner", "replay_until", "train_behaviour"]
+           "make_learner", "replay_until", "train_behaviour", "write_replay"]

@@ -17,10 +17,20 @@ from typing import Any
 
 import numpy as np
 
-from om2p_lite.data.behaviour import QUALITIES, SCRIPTED_PRESETS, behaviour_policy
+from om2p_lite.data.behaviour import (
+    LEGACY_BEHAVIOUR,
+    QUALITIES,
+    SCRIPTED_PRESETS,
+    TRAINED_STD,
+    behaviour_file,
+    behaviour_policy,
+    check_behaviour,
+    task_behaviour,
+)
 from om2p_lite.data.dataset import OfflineDataset, load_dataset, save_dataset
 from om2p_lite.data.errors import DatasetError
 from om2p_lite.data.format import FORMAT_VERSION
+from om2p_lite.data.replay import file_sha256
 from om2p_lite.envs import (
     DEFAULT_ACTION_LAYOUT,
     MPE_TASKS,
@@ -72,16 +82,22 @@ def _check_size(size: object, task: str, episode_length: int) -> int:
 
 def dataset_path(task: str, quality: str, seed: int, budget: str,
                  reward_variant: str = "mpe2",
-                 action_layout: str = DEFAULT_ACTION_LAYOUT) -> Path:
-    """Cache file name of one (task, reward variant, action layout, quality, seed, budget)
-    dataset: ``{task}[-omar][-mpe2]-{quality}-s{seed}-{budget}.npz``, where ``-omar`` marks
-    Spread's OMAR reward and ``-mpe2`` MPE's 5-d action layout (the default force-xy and
-    HalfCheetah add nothing)."""
+                 action_layout: str = DEFAULT_ACTION_LAYOUT,
+                 behaviour: str = LEGACY_BEHAVIOUR) -> Path:
+    """Cache file name of one (task, reward variant, action layout, behaviour, quality,
+    seed, budget) dataset: ``{task}[-omar][-mpe2][-td3]-{quality}-s{seed}-{budget}.npz``,
+    where ``-omar`` marks Spread's OMAR reward, ``-mpe2`` MPE's 5-d action layout and
+    ``-td3`` MPE data of trained behaviour policies (the default force-xy, the scripted
+    behaviour, random data, which no behaviour makes, and HalfCheetah add nothing: the
+    names of every data set made before these options)."""
     base = parse_task(task)[0]
     variant = "" if reward_variant == "mpe2" or base != "spread" else f"-{reward_variant}"
     layout = "" if check_action_layout(action_layout) == DEFAULT_ACTION_LAYOUT \
         or base not in MPE_TASKS else f"-{action_layout}"
-    return cache_dir() / f"{task}{variant}{layout}-{quality}-s{seed}-{budget}.npz"
+    trained = base in MPE_TASKS and check_behaviour(behaviour) == "trained" \
+        and quality != "random"
+    return cache_dir() / (f"{task}{variant}{layout}{'-td3' if trained else ''}-{quality}"
+                          f"-s{seed}-{budget}.npz")
 
 
 def versions() -> dict[str, str]:
@@ -104,16 +120,22 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
                  budget: str = "smoke", reward_variant: str = "mpe2", n_envs: int | None = None,
                  n_workers: int = 1, progress: bool = False, command: str | None = None,
                  n_agents: int | None = None, action_layout: str = DEFAULT_ACTION_LAYOUT,
-                 ) -> tuple[OfflineDataset, dict[str, float]]:
+                 behaviour: str = LEGACY_BEHAVIOUR) -> tuple[OfflineDataset, dict[str, float]]:
     """Roll the ``quality`` behaviour policy until whole episodes fill ``n_transitions``.
 
     Deterministic in (task, quality, seed, size, n_envs, action layout): ``n_workers`` only
     spreads the same environments over processes. ``n_agents`` makes Spread with N agents
     (the same as ``task='spreadN'``; the metadata records the task name ``spreadN``).
     ``action_layout`` is MPE's action (force-xy, or mpe2 for the 5-d data sets made before
-    it, bit for bit). Returns the dataset and timing stats.
+    it, bit for bit). ``behaviour`` (MPE) is scripted (the controllers of
+    ``envs.scripted``) or trained (D4RL-style from the task's TD3 file,
+    ``behaviour.behaviour_file``: medium and expert are its snapshots + N(0, TRAINED_STD²),
+    medium-replay its training run's replay up to the medium snapshot); random is uniform
+    either way, HalfCheetah always trained. The metadata records it (``behaviour_source``).
+    Returns the dataset and timing stats.
     """
     check_action_layout(action_layout)
+    check_behaviour(behaviour)
     if n_agents is not None and task in TASKS:
         task = task_name(task, n_agents)
     base, n_spread = parse_task(task)
@@ -135,6 +157,15 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
     size = _check_size(n_transitions, task, spec.episode_length) if n_transitions is not None \
         else dataset_size(task, budget)
     n_episodes = math.ceil(size / spec.episode_length)
+    source = "uniform" if quality == "random" else task_behaviour(task, behaviour)
+    policy_file = behaviour_file(task, spec.reward_variant, spec.action_layout) \
+        if source == "trained" else None
+    if source == "trained" and quality == "medium-replay" and base in MPE_TASKS:
+        from om2p_lite.data.replay import replay_dataset
+
+        arrays, stats, extra = replay_dataset(task, spec, n_episodes)
+        return _finish(arrays, stats, extra, spec, task, quality, seed, size, budget,
+                       reward_variant, action_layout, source, policy_file, command, n_envs=0)
     n_envs = n_envs or default_n_envs(task, n_episodes)
     cap = n_episodes * spec.episode_length
     A, D, d = spec.n_agents, spec.obs_dim, spec.act_dim
@@ -155,7 +186,8 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
         while done_eps < n_episodes:
             frac = round(done_eps / n_episodes, 2)  # medium-replay progress, 1% resolution
             if frac not in policies:
-                policies[frac] = behaviour_policy(spec, quality, progress=frac)
+                policies[frac] = behaviour_policy(spec, quality, progress=frac,
+                                                  behaviour=behaviour)
             act = policies[frac](obs, rng)
             next_obs, rew, term, tout, obs_after = venv.step(act)
             steps += n_envs
@@ -178,10 +210,27 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
     bar.close()
     wall = time.time() - t0
     arrays = {k: v[:write] for k, v in out.items()}
+    stats = {"wall_s": wall, "env_steps": steps, "transitions": write,
+             "transitions_per_s": write / max(wall, 1e-9)}
+    return _finish(arrays, stats, {}, spec, task, quality, seed, size, budget, reward_variant,
+                   action_layout, source, policy_file, command, n_envs)
+
+
+def _finish(arrays: dict[str, np.ndarray], stats: dict[str, float], extra: dict[str, Any],
+            spec: Any, task: str, quality: str, seed: int, size: int, budget: str,
+            reward_variant: str, action_layout: str, source: str, policy_file: Path | None,
+            command: str | None, n_envs: int) -> tuple[OfflineDataset, dict[str, float]]:
+    """The dataset of ``arrays``: episode starts, metadata and checksum."""
+    write, A, T = len(arrays["obs"]), spec.n_agents, spec.episode_length
+    n_episodes = math.ceil(size / T)
     starts = np.zeros(write, bool)
     starts[0] = True
     ends = arrays["terminals"] | arrays["timeouts"]
     starts[1:] = ends[:-1]
+    argv = (("task", task), ("quality", quality), ("seed", seed), ("n_transitions", size),
+            ("reward_variant", reward_variant), ("action_layout", action_layout)) + \
+        ((("behaviour", source),) if source == "trained" and parse_task(task)[0] in MPE_TASKS
+         else ())
     meta = {
         "format_version": FORMAT_VERSION, "task": task, "quality": quality, "seed": seed,
         "reward_variant": spec.reward_variant, "n_agents": A, "obs_dims": list(spec.obs_dims),
@@ -189,26 +238,31 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
         "agent_names": list(spec.agent_names),
         "episode_length": T, "score": spec.score, "env_notes": spec.notes,
         "n_transitions_requested": size, "n_episodes": n_episodes, "n_envs": n_envs,
-        "behaviour": describe_behaviour(task, quality), "budget": budget,
+        "behaviour": describe_behaviour(task, quality, source), "budget": budget,
+        "behaviour_source": source,
         "command": command or "om2p_lite.data.generate.make_dataset(" + ", ".join(
-            f"{k}={v!r}" for k, v in (("task", task), ("quality", quality), ("seed", seed),
-                                      ("n_transitions", size), ("reward_variant",
-                                                                reward_variant),
-                                      ("action_layout", action_layout))) + ")",
+            f"{k}={v!r}" for k, v in argv) + ")",
         "versions": versions(), "source": "generated by om2p_lite (no download)",
     }
+    if policy_file is not None and policy_file.exists():
+        meta |= {"behaviour_file": policy_file.name, "behaviour_sha256": file_sha256(policy_file)}
+    meta |= extra
     ds = OfflineDataset(**arrays, episode_starts=starts, metadata=meta)
     ds.metadata["checksum"] = ds.checksum()
-    stats = {"wall_s": wall, "env_steps": steps, "transitions": write,
-             "transitions_per_s": write / max(wall, 1e-9)}
     return ds, stats
 
 
-def describe_behaviour(task: str, quality: str) -> str:
+def describe_behaviour(task: str, quality: str, behaviour: str = LEGACY_BEHAVIOUR) -> str:
     """One line on which policy made the data (copied into the metadata and provenance)."""
-    task = parse_task(task)[0]  # spreadN behaves as Spread
+    name, task = task, parse_task(task)[0]  # spreadN behaves as Spread
     if quality == "random":
         return "uniform random actions in [-1, 1]"
+    if task in SCRIPTED_PRESETS and behaviour == "trained":
+        if quality == "medium-replay":
+            return ("replay of the TD3 training run up to the medium snapshot (its "
+                    "exploration actions), whole episodes evenly spaced over it")
+        return (f"TD3 {quality} snapshot (data/behaviour/{name}*_td3.pt), Gaussian std "
+                f"{TRAINED_STD}")
     if task in SCRIPTED_PRESETS:
         p = SCRIPTED_PRESETS[task]
         if quality == "medium-replay":
@@ -255,14 +309,18 @@ def _cached(path: Path, action_layout: str, legacy: Path) -> OfflineDataset | No
 
 def get_dataset(task: str, quality: str, seed: int = 0, budget: str | None = None,
                 reward_variant: str = "mpe2", progress: bool = False,
-                n_workers: int = 1, action_layout: str = DEFAULT_ACTION_LAYOUT
-                ) -> OfflineDataset:
-    """Load the cached dataset, or make and cache it on first use (never downloads)."""
+                n_workers: int = 1, action_layout: str = DEFAULT_ACTION_LAYOUT,
+                behaviour: str = LEGACY_BEHAVIOUR) -> OfflineDataset:
+    """Load the cached dataset, or make and cache it on first use (never downloads).
+
+    ``behaviour`` is explicit (scripted unless told): a library call never switches to
+    trained data because a policy file appeared (``data make`` is the one place that picks
+    trained when the file exists, and says so)."""
     budget = budget or get_budget().name
-    path = dataset_path(task, quality, seed, budget, reward_variant, action_layout)
-    legacy = dataset_path(task, quality, seed, budget, reward_variant, "mpe2")
+    path = dataset_path(task, quality, seed, budget, reward_variant, action_layout, behaviour)
+    legacy = dataset_path(task, quality, seed, budget, reward_variant, "mpe2", behaviour)
     want = action_layout if parse_task(task)[0] in MPE_TASKS else "native"
-    default = dataset_path(task, quality, seed, budget, reward_variant)
+    default = dataset_path(task, quality, seed, budget, reward_variant, behaviour=behaviour)
     if path == legacy != default:  # mpe2 asked: a pre-layout file may sit at the default name
         _cached(default, DEFAULT_ACTION_LAYOUT, legacy)
     if (ds := _cached(path, want, legacy)) is not None:
@@ -271,9 +329,10 @@ def get_dataset(task: str, quality: str, seed: int = 0, budget: str | None = Non
             "--seed", str(seed), "--budget", budget, "--reward-variant", reward_variant]
     if action_layout != DEFAULT_ACTION_LAYOUT:
         argv += ["--action-layout", action_layout]
+    argv += ["--behaviour", behaviour]  # data make's default depends on the policy file
     ds, _ = make_dataset(task, quality, seed, budget=budget, reward_variant=reward_variant,
                          progress=progress, n_workers=n_workers, command=shlex.join(argv),
-                         action_layout=action_layout)
+                         action_layout=action_layout, behaviour=behaviour)
     if path.exists():  # another process made it meanwhile: same command, so same bits
         return load_dataset(path)
     try:

@@ -22,14 +22,16 @@ def load_data(cfg: TrainConfig) -> OfflineDataset:
         ds = load_dataset(cfg.dataset)
     else:
         ds = get_dataset(cfg.task, cfg.quality, cfg.data_seed, cfg.data_budget,
-                         reward_variant=cfg.reward_variant, action_layout=cfg.action_layout)
+                         reward_variant=cfg.reward_variant, action_layout=cfg.action_layout,
+                         behaviour=cfg.behaviour)
     check_dataset(ds, cfg)
     return ds
 
 
 def check_dataset(ds: Any, cfg: TrainConfig) -> None:
-    """Raise if ``ds`` was made for another task, quality or MPE action layout than the
-    config names (the layout read off the actions' width: ``envs.dataset_layout``)."""
+    """Raise if ``ds`` was made for another task, quality, MPE action layout or (generated
+    data) MPE behaviour than the config names (the layout read off the actions' width:
+    ``envs.dataset_layout``)."""
     meta = getattr(ds, "metadata", {}) or {}
     where = cfg.dataset or "the dataset"
     if meta.get("task", cfg.task) != cfg.task:
@@ -39,6 +41,11 @@ def check_dataset(ds: Any, cfg: TrainConfig) -> None:
     if meta.get("quality", cfg.quality) != cfg.quality:
         raise ValueError(f"{where} holds quality {meta['quality']!r} but the config says "
                          f"{cfg.quality!r}. Fix: set quality = {meta['quality']!r}")
+    source = meta.get("behaviour_source", "scripted")  # a file older than the field
+    if parse_task(cfg.task)[0] in MPE_TASKS and not cfg.dataset and source != "uniform" \
+            and source != cfg.behaviour:
+        raise ValueError(f"{where} was made by the {source} behaviour but the config says "
+                         f"behaviour = {cfg.behaviour!r}. Fix: set behaviour = {source!r}")
     if parse_task(cfg.task)[0] in MPE_TASKS and "act_dims" in meta:
         layout = dataset_layout(meta)
         if layout != cfg.action_layout:

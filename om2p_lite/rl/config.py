@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from om2p_lite.data.behaviour import QUALITIES
+from om2p_lite.data.behaviour import BEHAVIOURS, LEGACY_BEHAVIOUR, QUALITIES
 from om2p_lite.data.npy_io import IMPORTED
 from om2p_lite.envs import (
     ACTION_LAYOUTS,
@@ -53,6 +53,9 @@ class TrainConfig:
     # made with mpe2 (``STORED_DEFAULTS``, ``from_stored``); it has a factory, not a plain
     # default, so that nothing reading "absent = the default" takes such a run for force-xy.
     action_layout: str = field(default_factory=lambda: DEFAULT_ACTION_LAYOUT)
+    # MPE behaviour of generated data: scripted (the stored results') | trained (TD3 files,
+    # D4RL-style); HalfCheetah's is always trained. Never chosen by a file's presence.
+    behaviour: str = field(default_factory=lambda: LEGACY_BEHAVIOUR)
     steps: int = 1000  # gradient steps
     batch_size: int = 256  # transitions per step (same rows for every agent)
     lr: float = 3e-4  # Adam learning rate, actor and critic
@@ -170,7 +173,8 @@ _TYPE_WORDS = {int: "an integer", float: "a number", str: "a string", bool: "tru
 # The value of each field added after results were stored, in a record that predates it:
 # what those runs used (TrainConfig.from_stored; rl.scheduler.stale_fields and a resumed
 # checkpoint's check should read an absent field with ``stored_value``).
-STORED_DEFAULTS: dict[str, Any] = {"action_layout": LEGACY_ACTION_LAYOUT}
+STORED_DEFAULTS: dict[str, Any] = {"action_layout": LEGACY_ACTION_LAYOUT,
+                                   "behaviour": LEGACY_BEHAVIOUR}
 
 
 def field_default(name: str) -> Any:
@@ -280,6 +284,8 @@ _RULES: tuple[Rule, ...] = (
     ("algo", lambda c: None if c.algo in ALGORITHMS else f"unknown algorithm {c.algo!r}",
      f"use one of {ALGORITHMS}"),
     ("task", _task_rule, ""),
+    ("behaviour", lambda c: None if c.behaviour in BEHAVIOURS else
+     f"unknown data behaviour {c.behaviour!r}", f"use one of {list(BEHAVIOURS)}"),
     ("action_layout", lambda c: None if c.action_layout in ACTION_LAYOUTS else
      f"unknown MPE action layout {c.action_layout!r}", f"use one of {list(ACTION_LAYOUTS)} "
      f"(force-xy: the paper's 2-d force; mpe2: the 5-d action of the stored results)"),

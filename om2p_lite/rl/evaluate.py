@@ -14,14 +14,16 @@ import torch
 
 
 def normalised_or_none(task: str, value: float, reward_variant: str = "mpe2",
-                       action_layout: str = "force-xy") -> float | None:
+                       action_layout: str = "force-xy", behaviour: str = "scripted"
+                       ) -> float | None:
     """Normalised score from ``data/reference_returns.csv``, or None if it has no row yet
-    (``action_layout``: the MPE layout of the data, mpe2 for the stored results)."""
+    (``action_layout``: the MPE layout of the data, mpe2 for the stored results;
+    ``behaviour``: the MPE data's behaviour, scripted for them)."""
     try:
         from om2p_lite.data.reference import normalized_score
 
         return float(normalized_score(task, value, reward_variant,
-                                      action_layout=action_layout))
+                                      action_layout=action_layout, behaviour=behaviour))
     except (KeyError, FileNotFoundError, ImportError):
         return None
 
@@ -56,13 +58,15 @@ def agent_layout(agent: Any, task: str) -> str:
 def evaluate_population(agent: Any, task: str, n_episodes: int, seeds: list[int],
                         device: torch.device | str = "cpu", reward_variant: str = "mpe2",
                         max_steps: int | None = None,
-                        action_layout: str | None = None) -> list[dict[str, Any]]:
+                        action_layout: str | None = None,
+                        behaviour: str = "scripted") -> list[dict[str, Any]]:
     """``evaluate_agent`` for each member of a population at once: one vector of P·E envs.
 
     Member m's E environments and its policy noise are seeded with ``seeds[m]`` exactly as
     its own run's evaluation is, and its columns of the agent axis (P·A) only ever see its
     own environments, so its returns equal those of the run on its own. ``action_layout``
-    None: the layout of the agent's action width (``agent_layout``).
+    None: the layout of the agent's action width (``agent_layout``). ``behaviour``: that of
+    the training data, whose references normalise the score.
     """
     from om2p_lite.envs import VecEnv, team_score
     from om2p_lite.envs.vector import env_seed
@@ -94,5 +98,6 @@ def evaluate_population(agent: Any, task: str, n_episodes: int, seeds: list[int]
         mean = float(member.mean())
         out.append({"return_mean": mean, "return_std": float(member.std()),
                      "returns": member.tolist(),
-                     "normalised": normalised_or_none(task, mean, reward_variant, layout)})
+                     "normalised": normalised_or_none(task, mean, reward_variant, layout,
+                                                      behaviour)})
     return out

@@ -102,7 +102,8 @@ def _row(folder: Path, keys: dict[str, Any], res: dict[str, Any] | None) -> dict
         values |= {"device": "", "population": float("nan"), "git_commit": None,
                    "dirty": False}
     return keys | {"status": status} | values | {c: cfg.get(c) for c in CONFIG_COLUMNS} \
-        | {"action_layout": stored_value(cfg, "action_layout"), "path": str(folder)}
+        | {"action_layout": stored_value(cfg, "action_layout"),
+           "behaviour": stored_value(cfg, "behaviour"), "path": str(folder)}
 
 
 def load_runs(root: str | Path, finished_only: bool = False) -> pd.DataFrame:
@@ -138,9 +139,10 @@ def load_results(root: str | Path) -> pd.DataFrame:
         from om2p_lite.rl.evaluate import normalised_or_none
 
         df.loc[missing, "normalised"] = [
-            to_float(normalised_or_none(t, r, action_layout=lay)) for t, r, lay in
-            zip(df.loc[missing, "task"], df.loc[missing, "return"],
-                df.loc[missing, "action_layout"], strict=True)]
+            to_float(normalised_or_none(t, r, action_layout=lay, behaviour=b))
+            for t, r, lay, b in zip(df.loc[missing, "task"], df.loc[missing, "return"],
+                                    df.loc[missing, "action_layout"],
+                                    df.loc[missing, "behaviour"], strict=True)]
     return df
 
 

@@ -230,7 +230,7 @@ class _Group:
         variant = self.meta.get("reward_variant", cfg.reward_variant)
         results = evaluate_population(self.agent, cfg.task, cfg.eval_episodes, seeds,
                                       self.device, variant, cfg.eval_max_steps or None,
-                                      cfg.action_layout)
+                                      cfg.action_layout, cfg.behaviour)
         critics = self.probe.measure(self.agent)
         for m, res, critic in zip(self.members, results, critics, strict=True):
             m.log.add({"step": step, "kind": "eval", "return": res["return_mean"],
