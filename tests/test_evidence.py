@@ -189,12 +189,18 @@ def test_protocol_reading_picks_the_first_protocol_settled_everywhere() -> None:
     # fast and omar both settle everywhere by 6000: the tie goes to the preferred omar
     assert choice == {"protocol": "td3bc/omar", "steps": 6000, "qualifies": True,
                       "unsettled": []}
-    # a critic far from its target on expert data is not settled, however flat
+    # a critic far from its target is not settled, however flat, on any data set (the
+    # amendment: a slow creep toward a far target passed the stability test alone)
     far = protocol_probes({("expert", "td3bc/omar"): flat_from_3000,
                            ("random", "td3bc/omar"): flat_from_3000}, err=0.8)
     table, choice = ev.protocol_reading(far, ["td3bc/omar"])
-    assert choice["qualifies"] is False and choice["unsettled"] == [("spread", "expert")]
+    assert choice["qualifies"] is False and table["settled"].isna().all()
+    assert sorted(choice["unsettled"]) == [("spread", "expert"), ("spread", "random")]
     assert choice["steps"] == 6000  # none qualifies: the file's longest
+    creep = protocol_probes({("random", "td3bc/book"): [-3.9, -6.5, -9.1, -11.8, -14.4,
+                                                         -17.0]}, err=0.9)
+    creep["mc_rms_probe"] = 116.0  # Spread random under book: 5.3 per 2000 steps < 5.8
+    assert np.isnan(ev.protocol_reading(creep, ["td3bc/book"])[0]["settled"].iloc[0])
 
 
 def test_select_eta_uses_only_selection_seeds_and_prefers_the_smaller_of_a_near_tie() -> None:
