@@ -39,12 +39,13 @@ def label(algo: str, variant: str) -> str:
     return f"{algo}/{variant}" if variant else algo
 
 
-def _linear_normaliser(task: str, reward_variant: str, action_layout: str
-                       ) -> tuple[float, float] | None:
-    """(a, b) with normalised = a + b R for the task's reference returns, or None."""
+def _linear_normaliser(task: str, reward_variant: str, action_layout: str,
+                       behaviour: str) -> tuple[float, float] | None:
+    """(a, b) with normalised = a + b R for the references of the run's data, or None."""
     from om2p_lite.rl.evaluate import normalised_or_none
 
-    n0, n1 = (normalised_or_none(task, x, reward_variant, action_layout) for x in (0.0, 1.0))
+    n0, n1 = (normalised_or_none(task, x, reward_variant, action_layout, behaviour)
+              for x in (0.0, 1.0))
     return None if n0 is None or n1 is None else (n0, n1 - n0)
 
 
@@ -62,7 +63,8 @@ def load_episodes(root: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     for _, keys, res in iter_runs(root, finished_only=True):
         stored = res.get("config", {})  # a run older than action_layout used mpe2's
         norm = _linear_normaliser(keys["task"], stored.get("reward_variant", "mpe2"),
-                                  stored_value(stored, "action_layout"))
+                                  stored_value(stored, "action_layout"),
+                                  stored_value(stored, "behaviour"))
         for ev in res.get("evals", []):
             rets = np.asarray(ev.get("returns") or [ev["return"]], dtype=float)
             base = keys | {"label": label(keys["algo"], keys["variant"]),
