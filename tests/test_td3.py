@@ -210,3 +210,19 @@ def test_snapshot_choice_by_return() -> None:
     assert choose_snapshots(snaps, -10.0, expert_return=-6.0) == {"expert": 2, "medium": 1}
     # an expert target never reached: the best snapshot
     assert choose_snapshots(snaps, -10.0, expert_return=5.0)["expert"] == 3
+
+
+def test_critic_width_is_the_tasks_unless_asked(tmp_path) -> None:
+    """MPE learners get OMAR's 64-wide critics, HalfCheetah TD3's 256; --critic-hidden wins."""
+    from om2p_lite.cli.main import main
+    from om2p_lite.data.behaviour_td3 import OnlineConfig
+
+    assert OnlineConfig(task="spread").train_config().critic_hidden == 64
+    assert OnlineConfig(task="halfcheetah").train_config().critic_hidden == 256
+    assert OnlineConfig(task="tag", agent={"critic_hidden": 32}).train_config().critic_hidden == 32
+    run = tmp_path / "run"
+    assert main(["data", "train-behaviour", "--task", "spread", "--steps", "200",
+                 "--eval-every", "200", "--start-steps", "100", "--eval-episodes", "1",
+                 "--critic-hidden", "24", "--run-dir", str(run)]) == 0
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert ckpt["config"]["agent"] == {"critic_hidden": 24}

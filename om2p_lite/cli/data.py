@@ -202,7 +202,9 @@ def cmd_train_behaviour(args: argparse.Namespace) -> int:
                        eval_every=args.eval_every, n_envs=args.n_envs,
                        eval_episodes=args.eval_episodes, start_steps=args.start_steps,
                        reward_variant=args.reward_variant,
-                       action_layout=args.action_layout).validate()
+                       action_layout=args.action_layout,
+                       agent={} if args.critic_hidden is None
+                       else {"critic_hidden": args.critic_hidden}).validate()
     run_dir = Path(args.run_dir or f"runs/behaviour/{args.task}")
     curve = train_behaviour(cfg, run_dir)
     if args.export:
@@ -338,6 +340,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="omar: OMAR's reshaped Spread reward (other tasks are unchanged)")
     p.add_argument("--action-layout", choices=ACTION_LAYOUTS, default=DEFAULT_ACTION_LAYOUT,
                    help="MPE action: force-xy (the paper's 2-d force) or mpe2 (5-d)")
+    p.add_argument("--critic-hidden", type=positive, default=None,
+                   help="critic width (default 64 on MPE, as OMAR's MATD3; 256 on "
+                   "HalfCheetah)")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--export", action="store_true",
                    help="write data/behaviour/<task>[-omar][-mpe2]_td3.pt from the run's "
