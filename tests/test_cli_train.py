@@ -238,3 +238,19 @@ def test_grid_task_filter_keeps_one_share_and_refuses_unknown_tasks(tmp_path):
     assert len(plan_experiment(exp).runs) == 2
     with pytest.raises(ValueError, match="world not in .*Fix: choose from spread, tag"):
         plan_experiment(exp, tasks=["world"])
+
+
+def test_grid_algo_filter_keeps_one_share_and_refuses_unknown_algos(tmp_path, capsys):
+    """`grid --algo A` plans only A's runs (with --task too); an algorithm outside the grid
+    is one line naming the choices, exit 2."""
+    from om2p_lite.cli.main import main
+    from om2p_lite.rl.scheduler import plan_experiment
+
+    exp = tmp_path / "e.toml"
+    exp.write_text(f'results_dir = "{tmp_path / "r"}"\n[grid]\nalgos = ["bc", "td3bc"]\n'
+                   'tasks = ["spread", "tag"]\nqualities = ["expert"]\nseeds = [0]\n')
+    runs = plan_experiment(exp, algos=["td3bc"], tasks=["tag"]).runs
+    assert [(r.cfg.algo, r.cfg.task) for r in runs] == [("td3bc", "tag")]
+    assert main(["grid", "--experiment", str(exp), "--algo", "cql", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cql not in" in err[0] and "choose from bc, td3bc" in err[0]

@@ -239,22 +239,19 @@ class Plan:
 def plan_experiment(path_or_doc: str | Path | dict[str, Any], *,
                     results_dir: str | Path | None = None,
                     overrides: dict[str, Any] | None = None, max_members: int = 16,
-                    max_runs: int = 0, tasks: Sequence[str] = ()) -> Plan:
+                    max_runs: int = 0, tasks: Sequence[str] = (),
+                    algos: Sequence[str] = ()) -> Plan:
     """Validate an experiment and its folders; sort its runs into finished and to do, the
-    latter (the first ``max_runs`` if > 0) grouped into populations. ``tasks`` keeps only
-    the runs on those tasks (a share of one grid for one machine, e.g. MuJoCo on a CPU)."""
+    latter (the first ``max_runs`` if > 0) grouped into populations. ``tasks`` and ``algos``
+    keep only the runs on those tasks and of those algorithms (a share of one grid for one
+    machine, e.g. MuJoCo on a CPU, CQL and OMAR on a GPU)."""
     if isinstance(path_or_doc, dict):
         doc, where = path_or_doc, "experiment"
     else:
         doc, where = load_experiment(path_or_doc), str(path_or_doc)
     runs = runs_of(doc, results_dir, overrides, where)
-    if tasks:
-        known = sorted({r.cfg.task for r in runs})
-        unknown = sorted(set(tasks) - set(known))
-        if unknown:
-            raise ValueError(f"tasks: {', '.join(unknown)} not in {where}'s grid. Fix: "
-                             f"choose from {', '.join(known)}")
-        runs = [r for r in runs if r.cfg.task in tasks]
+    runs = _share(runs, "task", tasks, where)
+    runs = _share(runs, "algo", algos, where)
     root = results_root(doc, results_dir)
     check_folder(root, "results_dir")
     for parent in sorted({str(Path(r.out_dir).parent) for r in runs}):
@@ -281,12 +278,25 @@ def plan_experiment(path_or_doc: str | Path | dict[str, Any], *,
     return Plan(runs, results, failures, todo, plan_populations(todo, max_members), root)
 
 
+def _share(runs: list[Run], field: str, wanted: Sequence[str], where: str) -> list[Run]:
+    """The runs whose config ``field`` is one of ``wanted`` (all when it is empty)."""
+    if not wanted:
+        return runs
+    known = sorted({getattr(r.cfg, field) for r in runs})
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise ValueError(f"{field}s: {', '.join(unknown)} not in {where}'s grid. Fix: "
+                         f"choose from {', '.join(known)}")
+    return [r for r in runs if getattr(r.cfg, field) in wanted]
+
+
 def run_experiment(path_or_doc: str | Path | dict[str, Any], *,
                    results_dir: str | Path | None = None,
                    overrides: dict[str, Any] | None = None, max_members: int = 16,
                    dask: str = "", progress: bool = False, max_runs: int = 0,
                    keep_checkpoints: bool = False, command: str | None = None,
                    poll_s: float = 2.0, tasks: Sequence[str] = (),
+                   algos: Sequence[str] = (),
                    dask_security: Any = None) -> list[dict[str, Any]]:
     """Run every unfinished run of an experiment as populations; return every run's result.
 
@@ -301,7 +311,8 @@ def run_experiment(path_or_doc: str | Path | dict[str, Any], *,
     if dask:
         check_dask_address(dask)
     plan = plan_experiment(path_or_doc, results_dir=results_dir, overrides=overrides,
-                           max_members=max_members, max_runs=max_runs, tasks=tasks)
+                           max_members=max_members, max_runs=max_runs, tasks=tasks,
+                           algos=algos)
     if plan.todo:
         try:
             plan.root.mkdir(parents=True, exist_ok=True)
