@@ -273,6 +273,34 @@ def test_sweep_reruns_tiny_at_smoke_and_reads_stored_results_at_book(tmp_path: P
     assert stored.command == f"python -m om2p_lite grid --experiment {experiment}"
 
 
+def test_remade_sweep_is_read_once_complete_and_the_older_one_until_then(tmp_path: Path,
+                                                                          monkeypatch):
+    """load_remade: at smoke the remade file reruns tiny; at book the older sweep is read
+    (its note names the remake's progress and command) until every remade run is stored."""
+    text = ('# {name}.\nresults_dir = "data/results/{name}"\n[grid]\nalgos = ["bc"]\n'
+            'tasks = ["world"]\nqualities = ["expert"]\nseeds = [0, 1]\n[config]\n'
+            'steps = {steps}\n')
+    old, new = tmp_path / "old.toml", tmp_path / "new.toml"
+    old.write_text(text.format(name="old", steps=4))
+    new.write_text(text.format(name="new", steps=6))
+    monkeypatch.setattr(sweeps, "SMOKE_OVERRIDES",
+                        sweeps.SMOKE_OVERRIDES | {"eval_every": 2, "eval_max_steps": 3})
+    tiny = sweeps.load_remade(new, old, "smoke")
+    assert tiny.name == "new" and not tiny.stored
+    monkeypatch.setenv(sweeps.RESULTS_ENV, str(tmp_path / "stored"))
+    (tmp_path / "stored").mkdir()
+    sweeps.load_sweep(old, "smoke").root.rename(tmp_path / "stored" / "old")
+    assert sweeps.stored_progress(new) == (0, 2)
+    early = sweeps.load_remade(new, old, "book")
+    assert early.name == "old" and early.stored
+    assert "new.toml, has 0 of 2 runs stored" in early.note
+    assert f"grid --experiment {new} --checkpoint-every 2000" in early.note
+    tiny.root.rename(tmp_path / "stored" / "new")
+    done = sweeps.load_remade(new, old, "book")
+    assert done.name == "new" and done.stored and done.note == ""
+    assert sweeps.stored_progress(new) == (2, 2)
+
+
 def test_ablation_text_counts_the_components_that_matter(root: Path):
     table = stats.compare_to(results.load_runs(root), "jvp")
     text = claims.ablation_text(table, labels={"fd_1e-8": "tiny Δr"})

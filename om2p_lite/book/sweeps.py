@@ -28,6 +28,16 @@ REPO = Path(__file__).resolve().parents[2]
 RESULTS_ENV = "OM2P_RESULTS_ROOT"
 
 
+def grid_command(experiment: str | Path) -> str:
+    """The command that makes (or finishes) an experiment's stored results."""
+    path = Path(experiment)
+    try:
+        path = path.resolve().relative_to(REPO)
+    except ValueError:
+        pass
+    return f"python -m om2p_lite grid --experiment {path.as_posix()}"
+
+
 def expected_runs(experiment: str | Path | Mapping[str, Any]) -> pd.DataFrame:
     """Seeds an experiment asks for per (task, quality, algo, variant), in its order."""
     from om2p_lite.rl.spec import experiment_cells, load_experiment, validate_experiment
@@ -85,11 +95,7 @@ class Sweep:
     @property
     def command(self) -> str:
         """The command that makes (or finishes) the stored results."""
-        try:
-            path = self.experiment.resolve().relative_to(REPO).as_posix()
-        except ValueError:
-            path = self.experiment.as_posix()
-        return f"python -m om2p_lite grid --experiment {path}"
+        return grid_command(self.experiment)
 
     def plan(self) -> str:
         """The comment block at the top of the experiment file: what it runs, why, and its
@@ -178,6 +184,36 @@ def load_sweep(experiment: str | Path, budget: str | None = None,
                  curves=_in_order(load_curves(root), order),
                  logs=_in_order(load_train_logs(root, log_columns), order),
                  counts=run_counts(runs, doc), order=order)
+
+
+def stored_progress(experiment: str | Path) -> tuple[int, int]:
+    """(finished, expected) runs of ``experiment`` among its stored results."""
+    root = stored_results(experiment)
+    has = root.is_dir() and any(root.rglob(RESULT_NAME))
+    runs = load_runs(root) if has else pd.DataFrame(columns=[*KEYS, "status"])
+    counts = run_counts(runs, experiment)
+    return int(counts["finished"].sum()), int(counts["expected"].sum())
+
+
+def load_remade(remade: str | Path, older: str | Path, budget: str | None = None,
+                **kwargs: Any) -> Sweep:
+    """A chapter's sweep at the protocol the book chose (``remade``) once all its runs are
+    stored; until then the ``older`` sweep, its ``note`` saying how far the remake has come
+    and the command that resumes it. At smoke the remade file is rerun tiny, so the tests
+    run the chapter's future path. ``kwargs`` go to ``load_sweep``."""
+    remade, name = Path(remade), get_budget(budget).name
+    if name == "smoke":
+        return load_sweep(remade, name, **kwargs)
+    done, total = stored_progress(remade)
+    if done == total:
+        return load_sweep(remade, name, **kwargs)
+    sweep = load_sweep(older, name, **kwargs)
+    sweep.note = (f"The remake at the chosen protocol, {remade.name}, has {done} of {total} "
+                  f"runs stored (`{grid_command(remade)} --checkpoint-every 2000` makes or "
+                  f"resumes them); until it is complete "
+                  f"this section reads {Path(older).name}, made at the older, undertrained "
+                  f"protocol.")
+    return sweep
 
 
 def _in_order(df: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:
