@@ -213,12 +213,15 @@ def test_snapshot_choice_by_return() -> None:
 
 
 def test_critic_width_is_the_tasks_unless_asked(tmp_path) -> None:
-    """MPE learners get OMAR's 64-wide critics, HalfCheetah TD3's 256; --critic-hidden wins."""
+    """MPE learners get maddpg-pytorch's settings (64-wide critics, γ 0.95, τ 0.01), HalfCheetah
+    TD3's (256, 0.99, 0.005); agent fields and --critic-hidden win."""
     from om2p_lite.cli.main import main
     from om2p_lite.data.behaviour_td3 import OnlineConfig
 
-    assert OnlineConfig(task="spread").train_config().critic_hidden == 64
-    assert OnlineConfig(task="halfcheetah").train_config().critic_hidden == 256
+    mpe, cheetah = (OnlineConfig(task=t).train_config() for t in ("spread", "halfcheetah"))
+    assert (mpe.critic_hidden, mpe.gamma, mpe.tau) == (64, 0.95, 0.01)
+    assert (cheetah.critic_hidden, cheetah.gamma, cheetah.tau) == (256, 0.99, 0.005)
+    assert OnlineConfig(task="spread", agent={"gamma": 0.9}).train_config().gamma == 0.9
     assert OnlineConfig(task="tag", agent={"critic_hidden": 32}).train_config().critic_hidden == 32
     run = tmp_path / "run"
     assert main(["data", "train-behaviour", "--task", "spread", "--steps", "200",

@@ -47,20 +47,27 @@ from om2p_lite.rl.rundir import (
 )
 from om2p_lite.runtime.checks import SettingError, check_range
 
-# The learner's settings where they differ from TrainConfig's defaults (whose gamma, tau,
-# policy_noise and noise_clip are TD3's own): small actors (they are shipped), 2-layer critics.
+# The learner's settings where they differ from TrainConfig's defaults (whose policy_noise
+# and noise_clip are TD3's own): small actors (they are shipped), 2-layer critics.
 TD3_AGENT: dict[str, Any] = dict(algo="td3", hidden=64, depth=2, critic_depth=2, n_q=2,
                                  lr=3e-4, batch_size=256)
-# Critic width per task: 256 on HalfCheetah (TD3's MuJoCo critics); 64 on MPE, the width of
-# maddpg-pytorch, which OMAR's MATD3 behaviour policies are built on (and 4.6x cheaper a
-# step here: 5 against 23 ms of CPU on Spread, 4 envs, one update per transition).
-CRITIC_HIDDEN: dict[str, int] = {"halfcheetah": 256}
-MPE_CRITIC_HIDDEN = 64
+# The learner per task family. HalfCheetah: TD3's MuJoCo settings (2x256 critics, γ 0.99,
+# τ 0.005). MPE: maddpg-pytorch's (64-wide critics, γ 0.95, τ 0.01), the code OMAR's MATD3
+# behaviour policies are built on. Both matter on MPE: there 2x256 critics cost 23 against 5
+# ms of CPU a step (Spread, 4 envs, one update per transition), and with γ 0.99 through
+# 25-step time limits the critic of a Spread run on OMAR's reward diverged (Q(o, π(o)) from
+# 15 to 30,000 and its loss to 1e7 between steps 6k and 116k, the return falling below
+# random's).
+TASK_AGENT: dict[str, dict[str, Any]] = {
+    "halfcheetah": dict(critic_hidden=256, gamma=0.99, tau=0.005)}
+MPE_AGENT: dict[str, Any] = dict(critic_hidden=64, gamma=0.95, tau=0.01)
 
 
-def critic_hidden(task: str) -> int:
-    """The default critic width of the behaviour learner on ``task`` (``CRITIC_HIDDEN``)."""
-    return CRITIC_HIDDEN.get(task, MPE_CRITIC_HIDDEN)
+def task_agent(task: str) -> dict[str, Any]:
+    """The learner settings of ``task``'s family (``TASK_AGENT``, else ``MPE_AGENT``)."""
+    return dict(TASK_AGENT.get(task, MPE_AGENT))
+
+
 BUFFER_KEYS = ("obs", "actions", "rewards", "next_obs", "dones")  # an agent batch's keys
 RESUME_FREE = ("total_steps", "threads")  # may change between a run and its resume
 OLD_CHECKPOINT = "ckpt.pt"  # the checkpoint of the retired rl.td3_online driver
@@ -115,10 +122,9 @@ class OnlineConfig:
         if not isinstance(self.agent, dict):
             raise SettingError("agent", f"must be a table of TrainConfig fields, got "
                                f"{self.agent!r}", "write e.g. agent = {'lr': 1e-3}")
-        width = {"critic_hidden": critic_hidden(self.task)}
         fixed = dict(task=self.task, seed=self.seed, reward_variant=self.reward_variant,
                      action_layout=self.action_layout, progress=False, threads=self.threads)
-        values = TD3_AGENT | width | self.agent | fixed
+        values = TD3_AGENT | task_agent(self.task) | self.agent | fixed
         if values["algo"] != "td3":
             raise SettingError("agent.algo", f"the online learner is TD3, got "
                                f"{values['algo']!r}", "leave algo out of agent")
@@ -411,6 +417,6 @@ def write_replay(run_dir: str | Path, policy_file: str | Path, step: int) -> Pat
     return save_replay(replay_path(policy_file), eps, meta)
 
 
-__all__ = ["CRITIC_HIDDEN", "OnlineConfig", "TD3_AGENT", "actor_state", "choose_snapshots",
-           "critic_hidden", "export_behaviour", "make_learner", "replay_until",
-           "train_behaviour", "write_replay"]
+__all__ = ["MPE_AGENT", "OnlineConfig", "TASK_AGENT", "TD3_AGENT", "actor_state",
+           "choose_snapshots", "export_behaviour", "make_learner", "replay_until",
+           "task_agent", "train_behaviour", "write_replay"]
