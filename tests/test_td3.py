@@ -229,3 +229,38 @@ def test_critic_width_is_the_tasks_unless_asked(tmp_path) -> None:
                  "--critic-hidden", "24", "--run-dir", str(run)]) == 0
     ckpt = load_checkpoint(run / "checkpoint.pt")
     assert ckpt["config"]["agent"] == {"critic_hidden": 24}
+
+
+def test_joint_critic_sees_the_team_but_passes_each_agent_only_its_own_gradient() -> None:
+    """MATD3's centralised critic: Q_i reads every agent's observation and action, and a
+    gradient reaches a_j only through Q_j (maddpg-pytorch's per-agent actor loss)."""
+    from om2p_lite.rl.critics import JointCritic
+
+    torch.manual_seed(0)
+    critic = JointCritic(3, 6, 2, hidden=16, depth=2, n_q=2)
+    obs, act = torch.randn(5, 3, 6), torch.rand(5, 3, 2) * 2 - 1
+    q = critic(obs, act)
+    assert q.shape == (2, 5, 3)
+    moved = act.clone()
+    moved[:, 2] += 0.5  # agent 2's action changes every agent's Q
+    assert (critic(obs, moved) - q).abs()[..., :2].min() > 0
+    a = act.clone().requires_grad_(True)
+    critic(obs, a).sum().backward()  # Σ_i Q_i: only Q_j's gradient reaches a_j
+    for j in range(3):
+        own = act.clone().requires_grad_(True)
+        critic(obs, own)[..., j].sum().backward()
+        assert torch.allclose(a.grad[:, j], own.grad[:, j], atol=1e-6)
+    with pytest.raises(ValueError, match="team of 3"):
+        critic(torch.randn(5, 4, 6), torch.rand(5, 4, 2))
+
+
+def test_behaviour_learner_is_matd3_unless_asked(tmp_path) -> None:
+    """The online learner's critics are centralised by default; --critics independent (or
+    central_critic=False) gives TD3's per-agent critics."""
+    from om2p_lite.data.behaviour_td3 import OnlineConfig, make_learner
+    from om2p_lite.rl.critics import JointCritic, StackedCritic
+
+    dims = AgentDims(3, 18, 2, (2, 2, 2))
+    assert isinstance(make_learner(OnlineConfig(task="spread"), dims).critic, JointCritic)
+    independent = OnlineConfig(task="spread", central_critic=False)
+    assert isinstance(make_learner(independent, dims).critic, StackedCritic)

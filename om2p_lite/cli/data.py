@@ -203,6 +203,7 @@ def cmd_train_behaviour(args: argparse.Namespace) -> int:
                        eval_episodes=args.eval_episodes, start_steps=args.start_steps,
                        reward_variant=args.reward_variant,
                        action_layout=args.action_layout,
+                       central_critic=args.critics == "central",
                        agent={} if args.critic_hidden is None
                        else {"critic_hidden": args.critic_hidden}).validate()
     run_dir = Path(args.run_dir or f"runs/behaviour/{args.task}")
@@ -340,6 +341,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="omar: OMAR's reshaped Spread reward (other tasks are unchanged)")
     p.add_argument("--action-layout", choices=ACTION_LAYOUTS, default=DEFAULT_ACTION_LAYOUT,
                    help="MPE action: force-xy (the paper's 2-d force) or mpe2 (5-d)")
+    p.add_argument("--critics", choices=("central", "independent"), default="central",
+                   help="central: MATD3, each agent's critic sees every agent's observation "
+                   "and action (OMAR's behaviour learner); independent: TD3 per agent")
     p.add_argument("--critic-hidden", type=positive, default=None,
                    help="critic width (default 64 on MPE, as OMAR's MATD3; 256 on "
                    "HalfCheetah)")

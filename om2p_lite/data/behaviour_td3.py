@@ -92,6 +92,8 @@ class OnlineConfig:
     reward_variant: str = "mpe2"  # MPE reward option (ignored by HalfCheetah)
     action_layout: str = DEFAULT_ACTION_LAYOUT  # MPE action: force-xy (2-d) or mpe2 (5-d)
     critic_layer_norm: bool = False  # LayerNorm in the critics (TD3: none)
+    central_critic: bool = True  # MATD3's centralised critics (OMAR's behaviour learner);
+    # False: independent TD3, each critic on its own agent's observation and action
     threads: int = 1  # torch CPU threads (be kind to shared machines)
     agent: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides of TD3_AGENT
 
@@ -140,9 +142,10 @@ def actor_state(actor: StackedMLP) -> dict[str, torch.Tensor]:
 
 
 def make_learner(cfg: OnlineConfig, dims: AgentDims) -> TD3Agent:
-    """TD3's ReLU actor and critics (LayerNorm only if asked), per-agent, stacked."""
+    """TD3's ReLU actor and critics (LayerNorm only if asked), per agent, stacked; the
+    critics centralised (MATD3) unless ``central_critic`` is off."""
     return TD3Agent(dims, cfg.train_config(), activation=nn.ReLU,
-                    layer_norm=cfg.critic_layer_norm)
+                    layer_norm=cfg.critic_layer_norm, central=cfg.central_critic)
 
 
 class _Run:

@@ -42,6 +42,38 @@ class StackedCritic(nn.Module):
         return swap_axes(q, 1, 2).reshape(n_q, *lead, A)  # (n_q, ..., A)
 
 
+class JointCritic(nn.Module):
+    """Centralised critics (MADDPG, MATD3): Q_{i,j}(o_1..o_A, a_1..a_A) for agent i of a team
+    of ``team``, the online behaviour learner's (OMAR's data come from MATD3); the offline
+    agents keep ``StackedCritic``'s independent learners.
+
+    Every agent's action enters every critic, but a gradient reaches agent i's action only
+    through agent i's own critic, as in maddpg-pytorch, where agent i's actor loss is -Q_i
+    alone. The layout stays the stacked one: (…, A, ·) in, (n_q, …, A) out.
+    """
+
+    def __init__(self, team: int, obs_dim: int, act_dim: int, hidden: int = 256,
+                 depth: int = 3, n_q: int = 2, layer_norm: bool = True,
+                 activation: type[nn.Module] = nn.GELU):
+        super().__init__()
+        self.team, self.n_q = team, n_q
+        self.inner = StackedCritic(team, team * obs_dim, team * act_dim, hidden, depth, n_q,
+                                   layer_norm, activation)
+        own = torch.zeros(team, team, act_dim)  # (A, A, d): agent i's own block of row i
+        own[torch.arange(team), torch.arange(team)] = 1.0
+        self.register_buffer("own", own.reshape(team, team * act_dim), persistent=False)
+
+    def forward(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """o: (..., A, obs), a: (..., A, act) → Q: (n_q, ..., A)."""
+        *lead, A, D = o.shape
+        if A != self.team:
+            raise ValueError(f"JointCritic: a team of {self.team} agents, got {A}")
+        o_all = o.reshape(*lead, 1, A * D).expand(*lead, A, A * D)  # (..., A, A·D)
+        a_all = a.reshape(*lead, 1, -1).expand(*lead, A, self.own.shape[1])  # (..., A, A·d)
+        a_all = a_all.detach() * (1 - self.own) + a_all * self.own  # own action's gradient
+        return self.inner(o_all, a_all)
+
+
 def td_target(q_next: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor,
               gamma: float, reduce: str = "mean") -> torch.Tensor:
     """y_i = r_i + γ (1 - d) · mean_j Q'_j(o'_i, a'_i)   (eq-td-target); detached.

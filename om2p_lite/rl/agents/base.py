@@ -21,6 +21,7 @@ from torch import nn
 from om2p_lite.flows.ops import batch_mean
 from om2p_lite.flows.stacked import StackedMLP, StackedVelocityNet
 from om2p_lite.rl.critics import (
+    JointCritic,
     StackedCritic,
     critic_loss,
     make_target,
@@ -274,13 +275,16 @@ class ActorCriticAgent(Agent):
     policy_delay: int = 1
 
     def __init__(self, dims: AgentDims, cfg: TrainConfig, *,
-                 activation: type[nn.Module] = nn.GELU, layer_norm: bool = True):
+                 activation: type[nn.Module] = nn.GELU, layer_norm: bool = True,
+                 central: bool = False):
         """``activation`` and ``layer_norm`` shape the critics (the defaults: every offline
-        agent's; the online behaviour driver builds TD3's ReLU MLPs without LayerNorm)."""
+        agent's; the online behaviour driver builds TD3's ReLU MLPs without LayerNorm);
+        ``central`` makes them centralised (``JointCritic``, one team, the online MATD3)."""
         super().__init__(dims, cfg)
-        self.critic = StackedCritic(dims.n_agents, dims.obs_dim, dims.act_dim,
-                                    cfg.critic_hidden, cfg.critic_depth, cfg.n_q,
-                                    layer_norm=layer_norm, activation=activation)
+        critic = JointCritic if central else StackedCritic
+        self.critic = critic(dims.n_agents, dims.obs_dim, dims.act_dim,
+                             cfg.critic_hidden, cfg.critic_depth, cfg.n_q,
+                             layer_norm=layer_norm, activation=activation)
         self.critic_target = make_target(self.critic)
         self.adam("critic", self.critic)
 
@@ -394,9 +398,12 @@ class DeterministicActorAgent(ActorCriticAgent):
     reads = ActorCriticAgent.reads | {"policy_noise", "noise_clip"}  # TD3's smoothing
 
     def __init__(self, dims: AgentDims, cfg: TrainConfig, *,
-                 activation: type[nn.Module] = nn.GELU, layer_norm: bool = True):
-        """``activation`` is the actor's and the critics'; ``layer_norm`` the critics'."""
-        super().__init__(dims, cfg, activation=activation, layer_norm=layer_norm)
+                 activation: type[nn.Module] = nn.GELU, layer_norm: bool = True,
+                 central: bool = False):
+        """``activation`` is the actor's and the critics'; ``layer_norm`` and ``central``
+        the critics'."""
+        super().__init__(dims, cfg, activation=activation, layer_norm=layer_norm,
+                         central=central)
         self.actor = StackedMLP(dims.n_agents, dims.obs_dim, dims.act_dim, cfg.hidden,
                                 cfg.depth, activation=activation)
         self.actor_target = make_target(self.actor)
