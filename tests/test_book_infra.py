@@ -479,3 +479,30 @@ def test_shipped_stored_results_are_current() -> None:
              if not stored.is_current(name, get_budget("book"))]
     fix = f"python -m om2p_lite.book.stored {' '.join(stale)}"
     assert not stale, f"out of date: {stale}. Fix: {fix}"
+
+
+def test_book_data_makes_chapter_04s_missing_sets_trained_ones_where_shipped(
+        tmp_path: Path, monkeypatch) -> None:
+    """make_datasets: the scripted sets of every task, and the trained-behaviour sets of a
+    task whose policy file is shipped; nothing already in the cache."""
+    from om2p_lite.book import stored
+    from om2p_lite.data import behaviour, generate
+    from om2p_lite.runtime.budget import get_budget
+
+    made: list[tuple] = []
+    monkeypatch.setattr(generate, "get_dataset",
+                        lambda task, q, seed, budget, reward, progress, behaviour:
+                        made.append((task, q, reward, behaviour)))
+    cached = {("tag", "expert")}
+    monkeypatch.setattr(generate, "dataset_path", lambda task, q, *a, **k: tmp_path / (
+        "cached" if (task, q) in cached and k.get("behaviour") == "scripted" else "absent"))
+    (tmp_path / "cached").touch()
+    shipped = {"spread": tmp_path / "cached"}
+    monkeypatch.setattr(behaviour, "behaviour_file",
+                        lambda task, reward: shipped.get(task, tmp_path / "absent"))
+    out = stored.make_datasets(get_budget("smoke"))
+    assert ("tag", "expert", "mpe2", "scripted") not in made  # already cached
+    assert ("spread", "expert", "omar", "trained") in made  # its policy is shipped
+    assert not any(t == "world" and b == "trained" for t, _, _, b in made)  # not shipped
+    assert len(made) == len(out) == 4 * 4 - 1 + 4
+    assert "spread/expert (trained, omar reward)" in out

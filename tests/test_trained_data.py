@@ -240,3 +240,20 @@ def test_references_are_per_behaviour_and_an_old_table_is_scripted(tmp_path: Pat
                "behaviour": "trained"} for r in rows(None, -1.0, 1.0)]
     path = write_reference(hc, tmp_path / "hc.csv")
     assert normalized_score("halfcheetah", 0.0, path=path) == pytest.approx(50.0)
+
+
+def test_reference_rows_of_one_spread_reward(tmp_path, monkeypatch) -> None:
+    """data reference --spread-reward omar writes only Spread's OMAR-reward rows (a trained
+    Spread policy learnt one reward), keeping the table's other rows."""
+    from om2p_lite.cli.main import main
+    from om2p_lite.data.reference import read_reference, reference_rows
+
+    monkeypatch.setenv("OM2P_DATA_DIR", str(tmp_path / "cache"))
+    rows = reference_rows("smoke", tasks=("spread",), qualities=("random",),
+                          spread_rewards=("omar",))
+    assert [(r["task"], r["reward_variant"]) for r in rows] == [("spread", "omar")]
+    out = tmp_path / "ref.csv"
+    for reward in ("mpe2", "omar"):
+        assert main(["data", "reference", "--budget", "smoke", "--tasks", "spread",
+                     "--spread-reward", reward, "--out", str(out)]) == 0
+    assert sorted({r["reward_variant"] for r in read_reference(out)}) == ["mpe2", "omar"]

@@ -55,6 +55,8 @@ XI_SEED = 0
 DATASET_TASKS = ("spread", "tag", "world", "halfcheetah")
 DATASET_QUALITIES = ("random", "medium-replay", "medium", "expert")
 DATASET_SEED = 0
+# and, where its trained behaviour policy is shipped, the data it makes: (task, reward)
+TRAINED_DATASETS = (("spread", "omar"), ("tag", "mpe2"), ("world", "mpe2"))
 
 
 class StoredResultError(ValueError):
@@ -193,19 +195,24 @@ EXPERIMENTS: dict[str, StoredExperiment] = {
 
 def make_datasets(budget: Budget, seed: int = DATASET_SEED) -> list[str]:
     """Make chapter 04's datasets that ``data/cache/`` lacks; returns the ones it made."""
-    from om2p_lite.data.behaviour import BEHAVIOUR_DIR
+    from om2p_lite.data.behaviour import BEHAVIOUR_DIR, behaviour_file
     from om2p_lite.data.generate import dataset_path, get_dataset
 
+    sets = [(task, "mpe2", "scripted") for task in DATASET_TASKS
+            if task != "halfcheetah" or (BEHAVIOUR_DIR / "halfcheetah_td3.pt").exists()]
+    sets += [(task, reward, "trained") for task, reward in TRAINED_DATASETS
+             if behaviour_file(task, reward).exists()]  # the chapter skips the others too
     made = []
-    for task in DATASET_TASKS:
-        if task == "halfcheetah" and not (BEHAVIOUR_DIR / "halfcheetah_td3.pt").exists():
-            continue  # the chapter skips it too
+    for task, reward, behaviour in sets:
         for quality in DATASET_QUALITIES:
-            if not dataset_path(task, quality, seed, budget.name).exists():
+            if not dataset_path(task, quality, seed, budget.name, reward,
+                                behaviour=behaviour).exists():
                 t0 = time.perf_counter()
-                get_dataset(task, quality, seed, budget.name, progress=True)
-                made.append(f"{task}/{quality}")
-                print(f"dataset {task}/{quality} ({budget.name}): "
+                get_dataset(task, quality, seed, budget.name, reward, progress=True,
+                            behaviour=behaviour)
+                made.append(f"{task}/{quality}" + ("" if behaviour == "scripted" else
+                                                   f" ({behaviour}, {reward} reward)"))
+                print(f"dataset {made[-1]} ({budget.name}): "
                       f"{time.perf_counter() - t0:.0f} s", flush=True)
     return made
 

@@ -182,7 +182,8 @@ def cmd_reference(args: argparse.Namespace) -> int:
     rows = reference_rows(_budget_name(args.budget), args.seed,
                           tuple(args.tasks) if args.tasks else None, progress=True,
                           n_workers=args.workers, action_layout=args.action_layout,
-                          behaviour=args.behaviour)
+                          behaviour=args.behaviour,
+                          spread_rewards=tuple(args.spread_reward or ("mpe2", "omar")))
     out = Path(args.out) if args.out else REFERENCE_CSV
     path = write_reference(merge_rows(read_reference(out) if out.exists() else [], rows), out)
     for r in rows:
@@ -321,6 +322,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--behaviour", choices=BEHAVIOURS, default="scripted",
                    help="MPE behaviour of the data sets (default scripted, the stored "
                    "results'); the other behaviour's rows are kept")
+    p.add_argument("--spread-reward", action="append", choices=("mpe2", "omar"),
+                   default=None, help="only Spread's rows of this reward (repeatable; "
+                   "default both): a trained Spread policy learnt one reward")
     p.add_argument("--out", default=None)
     p.set_defaults(func=cmd_reference)
 

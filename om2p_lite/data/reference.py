@@ -43,12 +43,16 @@ def reference_rows(budget: str = "book", seed: int = 0, tasks: tuple[str, ...] |
                    qualities: tuple[str, ...] = ("random", "medium", "expert"),
                    progress: bool = False, n_workers: int = 1,
                    action_layout: str = DEFAULT_ACTION_LAYOUT,
-                   behaviour: str = LEGACY_BEHAVIOUR) -> list[dict]:
+                   behaviour: str = LEGACY_BEHAVIOUR,
+                   spread_rewards: tuple[str, ...] = ("mpe2", "omar")) -> list[dict]:
     """One row per (task, variant, quality): mean and std of the dataset's episode returns,
-    the MPE data sets in ``action_layout`` made by ``behaviour``."""
+    the MPE data sets in ``action_layout`` made by ``behaviour``; Spread's rows for the
+    rewards in ``spread_rewards`` (each trained Spread policy learnt one reward)."""
     rows = []
     for task, variant in REFERENCE_RUNS:
         if tasks is not None and task not in tasks:
+            continue
+        if task == "spread" and variant not in spread_rewards:
             continue
         for quality in qualities:
             ds = get_dataset(task, quality, seed, budget,
