@@ -119,3 +119,23 @@ def test_relative_error_reads_where_the_mean_target_is_near_zero(spread) -> None
     assert rows[1]["q_probe"] == pytest.approx(probe.mc, rel=1e-5)
     assert rows[0]["q_err_probe"] < 1e-6 < 0.05 < rows[1]["q_err_probe"]
     assert rows[0]["mc_rms_probe"] == pytest.approx(float(g.square().mean().sqrt()), rel=1e-5)
+
+
+def test_mc_floor_tells_a_predictable_return_from_chance() -> None:
+    """mc_floor: a regression of G on (o, a) reaches a small relative error where the return
+    is a function of the last action, and stays near 1 where it is a coin flip; it leaves
+    the caller's random stream alone."""
+    from om2p_lite.rl.convergence import mc_floor
+
+    ds = toy_dataset(n_eps=600, T=2)  # 1200 rows: 1000 probe rows, 200 to fit on
+    ds.rewards[:] = 1.0 + ds.actions[:, :, 0]  # with γ = 0, G = r = 1 + a_0
+    torch.manual_seed(7)
+    before = torch.rand(1)
+    torch.manual_seed(7)
+    fit = mc_floor(ds, 0.0, steps=300, hidden=32, size=1000)
+    assert torch.rand(1) == before
+    ds.rewards[:] = np.random.default_rng(0).choice([0.0, 2.0], size=ds.rewards.shape)
+    chance = mc_floor(ds, 0.0, steps=300, hidden=32, size=1000)  # same scale, no function
+    assert fit < 0.3 < 0.6 < chance  # chance: 0.71 at best, the error of the mean
+    with pytest.raises(ValueError, match="all probe rows"):
+        mc_floor(ds, 0.5, steps=1, size=5000)

@@ -178,6 +178,47 @@ def xi_comparison(budget: Budget, variants: Mapping[str, tuple[Sequence[float] |
                        store)
 
 
+# --- chapter 10: how close can a critic come to the Monte-Carlo target at all? -----------
+
+# A regression of G on (o, a) with the chosen protocol's critic size and budget
+# (data/experiments/main_fast.toml; chapter 10 asserts they agree), on its γ.
+FLOOR = dict(gamma=0.95, steps=10_000, hidden=64, depth=2, batch_size=256, lr=1e-3)
+# the tiny rerun of the tests: a smoke data set (2500 rows) is smaller than the probe
+FLOOR_SMOKE = dict(sets=[["world", "expert"]], steps=50, size=1000)
+
+
+def floor_spec(budget: Budget, settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Every input that shapes :func:`run_critic_floor`'s result."""
+    fit = dict(FLOOR if settings is None else settings)
+    sets = [[t, q] for t in ("spread", "tag", "world") for q in DATASET_QUALITIES]
+    if budget.name == "smoke":
+        sets = FLOOR_SMOKE["sets"]
+        fit |= {"steps": FLOOR_SMOKE["steps"], "size": FLOOR_SMOKE["size"]}
+    return {"experiment": "critic_floor", "data_budget": budget.name, "sets": sets,
+            "seed": DATASET_SEED, "action_layout": "force-xy", "behaviour": "scripted",
+            "fit": fit}
+
+
+def run_critic_floor(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"task/quality": e}``: ``rl.convergence.mc_floor`` on each data set of ``spec``."""
+    from om2p_lite.data.generate import get_dataset
+    from om2p_lite.rl.convergence import mc_floor
+
+    out = {}
+    for task, quality in spec["sets"]:
+        ds = get_dataset(task, quality, spec["seed"], spec["data_budget"],
+                         action_layout=spec["action_layout"], behaviour=spec["behaviour"])
+        out[f"{task}/{quality}"] = mc_floor(ds, **spec["fit"])
+    return out
+
+
+def critic_floor(budget: Budget, settings: Mapping[str, Any] | None = None,
+                 store: Path | None = None) -> dict[str, Any]:
+    """Chapter 10's critic floor: stored at `book` for these settings, else fitted here."""
+    spec = floor_spec(budget, settings)
+    return load_or_run("critic_floor", spec, budget, lambda: run_critic_floor(spec), store)
+
+
 class StoredExperiment(NamedTuple):
     """A stored experiment: its settings at a budget, and how to run it on a device."""
 
@@ -190,6 +231,8 @@ EXPERIMENTS: dict[str, StoredExperiment] = {
         spec=lambda budget: xi_spec(budget, XI_COMPARE, XI_RATIO, XI_TOY, XI_SEED),
         run=lambda budget, device: run_xi_comparison(budget, XI_COMPARE, XI_RATIO, XI_TOY,
                                                      XI_SEED, device)),
+    "critic_floor": StoredExperiment(
+        spec=floor_spec, run=lambda budget, device: run_critic_floor(floor_spec(budget))),
 }
 
 

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from om2p_lite.flows.stacked import StackedMLP
+
 PROBE_SIZE = 4096  # transitions in the probe (all of a smaller dataset)
 PROBE_SEED = 0  # the probe's rows and policy noise: the same for every run of a dataset
 TAIL_STEPS = 5  # steps whose mean reward continues past a time limit
@@ -93,6 +95,42 @@ class CriticProbe:
         return [{"q_probe": d, "q_pi_probe": p, "mc_probe": self.mc,  # (eq-q-rel-err)
                  "q_err_probe": e, "mc_rms_probe": self.g_norm}
                 for d, p, e in zip(data, pi, err, strict=True)]
+
+
+def mc_floor(ds: Any, gamma: float, steps: int = 3000, hidden: int = 64, depth: int = 2,
+             batch_size: int = 256, lr: float = 1e-3, size: int = PROBE_SIZE,
+             seed: int = PROBE_SEED) -> float:
+    """The relative error (eq-q-rel-err) on the probe's rows of a regression of G on (o, a)
+    fitted to the other rows: how close a critic of this size can come to the Monte-Carlo
+    target, whose per-row chance (a sparse collision, the policy's noise) no function of
+    (o, a) predicts. A diagnostic beside the probe, not a rule: a critic at e = 0.9 on data
+    whose floor is 0.85 has trained; one at 0.9 over a floor of 0.2 has not.
+    """
+    gen = np.random.default_rng(seed)
+    n = len(ds)
+    probe = np.sort(gen.choice(n, size=min(size, n), replace=False))
+    train = np.setdiff1d(np.arange(n), probe)
+    if len(train) == 0:
+        raise ValueError(f"mc_floor: the data set's {n} rows are all probe rows. Fix: use a "
+                         f"data set larger than {size} transitions, or a smaller size")
+    g = mc_returns(ds, gamma)  # (N, A)
+    x = torch.as_tensor(np.concatenate([ds.obs, ds.actions], -1), dtype=torch.float32)
+    mu, sd = g[train].mean(0), g[train].std(0) + 1e-8  # (A,): fit standardised targets
+    y = torch.as_tensor((g - mu) / sd, dtype=torch.float32)  # (N, A)
+    with torch.random.fork_rng():  # the caller's random stream stays as it was
+        torch.manual_seed(seed)
+        net = StackedMLP(x.shape[1], x.shape[2], 1, hidden, depth, layer_norm=True)
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        rows = torch.as_tensor(train)
+        for _ in range(steps):
+            b = rows[torch.randint(len(rows), (batch_size,))]
+            loss = ((net(x[b]).squeeze(-1) - y[b]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        pred = net(x[probe]).squeeze(-1).double().numpy() * sd + mu  # (B, A)
+    return float(np.sqrt(((pred - g[probe]) ** 2).mean() / (g[probe] ** 2).mean()))
 
 
 def convergence(q: float, mc: float) -> float:
