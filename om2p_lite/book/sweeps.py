@@ -210,9 +210,8 @@ def load_remade(remade: str | Path, older: str | Path, budget: str | None = None
     sweep = load_sweep(older, name, **kwargs)
     sweep.note = (f"The remake at the chosen protocol, {remade.name}, has {done} of {total} "
                   f"runs stored (`{grid_command(remade)} --checkpoint-every 2000` makes or "
-                  f"resumes them); until it is complete "
-                  f"this section reads {Path(older).name}, made at the older, undertrained "
-                  f"protocol.")
+                  f"resumes them); until it is complete this section reads "
+                  f"{Path(older).name}, made at the older, undertrained protocol.")
     return sweep
 
 
