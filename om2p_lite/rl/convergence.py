@@ -47,6 +47,11 @@ def mc_returns(ds: Any, gamma: float, tail: bool = True,
     return out
 
 
+def probe_rows(n: int, size: int = PROBE_SIZE, seed: int = PROBE_SEED) -> np.ndarray:
+    """The sorted rows of an n-row data set that the critic probe reads (all when n <= size)."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(size, n), replace=False))
+
+
 class CriticProbe:
     """Fixed probe transitions of one dataset, laid out for a population of ``n_members``.
 
@@ -61,9 +66,7 @@ class CriticProbe:
 
     def __init__(self, ds: Any, gamma: float, n_members: int, device: torch.device | str,
                  size: int = PROBE_SIZE, seed: int = PROBE_SEED):
-        gen = np.random.default_rng(seed)
-        n = len(ds)
-        rows = np.sort(gen.choice(n, size=min(size, n), replace=False))
+        rows = probe_rows(len(ds), size, seed)
         P = n_members
         self.seed, self.n_members = seed, P
         self.obs = torch.as_tensor(np.tile(ds.obs[rows], (1, P, 1)), dtype=torch.float32,
@@ -106,9 +109,8 @@ def mc_floor(ds: Any, gamma: float, steps: int = 3000, hidden: int = 64, depth: 
     (o, a) predicts. A diagnostic beside the probe, not a rule: a critic at e = 0.9 on data
     whose floor is 0.85 has trained; one at 0.9 over a floor of 0.2 has not.
     """
-    gen = np.random.default_rng(seed)
     n = len(ds)
-    probe = np.sort(gen.choice(n, size=min(size, n), replace=False))
+    probe = probe_rows(n, size, seed)  # the probe's own rows
     train = np.setdiff1d(np.arange(n), probe)
     if len(train) == 0:
         raise ValueError(f"mc_floor: the data set's {n} rows are all probe rows. Fix: use a "
