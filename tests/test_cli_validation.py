@@ -107,6 +107,7 @@ ALLOWED: dict[str, set[str]] = {
     "data train-behaviour --medium-return": {"0", "-1"},
     "data train-behaviour --expert-return": {"0", "-1"},
     "data train-behaviour --start-steps": {"0"},
+    "data train-behaviour --expl-noise": {"0"},  # 0: no exploration noise
 }
 # the commands whose plain int/float flags a validator checks (parse, then this, then run)
 VALIDATORS: dict[str, Callable[[argparse.Namespace], object]] = {

@@ -264,3 +264,45 @@ def test_behaviour_learner_is_matd3_unless_asked(tmp_path) -> None:
     assert isinstance(make_learner(OnlineConfig(task="spread"), dims).critic, JointCritic)
     independent = OnlineConfig(task="spread", central_critic=False)
     assert isinstance(make_learner(independent, dims).critic, StackedCritic)
+
+
+def test_predator_shaping_is_mpes_shape_term_and_only_tags() -> None:
+    from om2p_lite.envs.mpe import MPEEnv, predator_shaping
+
+    env = MPEEnv("tag")
+    env.reset(seed=3)
+    env.step(np.zeros((3, 2), dtype=np.float32))
+    world = env.raw.world
+    prey = [a for a in world.agents if not a.adversary][0].state.p_pos
+    want = -0.1 * sum(np.linalg.norm(a.state.p_pos - prey) for a in world.agents if a.adversary)
+    assert predator_shaping(world) == pytest.approx(want)
+    assert np.allclose(env.last_shaping, want) and want < 0
+    spread = MPEEnv("spread")
+    spread.reset(seed=3)
+    spread.step(np.zeros((3, 2), dtype=np.float32))
+    assert not spread.last_shaping.any()
+
+
+def test_shaped_run_learns_from_the_bonus_but_keeps_the_reward(tmp_path) -> None:
+    from om2p_lite.data.behaviour_td3 import replay_until
+    from om2p_lite.runtime.checks import SettingError
+
+    with pytest.raises(SettingError, match="Tag's option"):
+        _online(shaping=True).validate()
+    plain = _train(_online(task="tag", total_steps=200), tmp_path / "plain")
+    shaped = _train(_online(task="tag", total_steps=200, shaping=True), tmp_path / "shaped")
+    a = load_checkpoint(tmp_path / "plain" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "shaped" / "checkpoint.pt")
+    # the same transitions are collected until the first update moves the actor ...
+    assert torch.equal(a["buffer"]["rewards"][:50], b["buffer"]["rewards"][:50])
+    assert "bonus" not in a and b["bonus"].shape == (200, 3) and (b["bonus"] < 0).all()
+    # ... the replay keeps the task's reward (collisions: 0 or multiples of 10) ...
+    rew = replay_until(tmp_path / "shaped", 200)["rewards"]
+    assert torch.equal(torch.remainder(rew, 10.0), torch.zeros_like(rew))
+    # ... and the learner saw reward + bonus, so the weights differ
+    assert any(not torch.equal(v, b["agent"]["model"][k]) for k, v in a["agent"]["model"].items()
+               if "critic" in k)
+    assert [r["step"] for r in shaped] == [r["step"] for r in plain]
+    # a shaped run resumes only as a shaped run
+    with pytest.raises(ValueError, match=r"\['shaping'\] differ"):
+        _train(_online(task="tag", total_steps=300), tmp_path / "shaped")

@@ -63,6 +63,22 @@ def finite(text: str) -> float:
     return value
 
 
+def positive_real(text: str) -> float:
+    """A finite number > 0 (a step size)."""
+    value = finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def nonnegative_real(text: str) -> float:
+    """A finite number >= 0 (a noise scale, where 0 means none)."""
+    value = finite(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def xi(text: str) -> list[float] | str:
     """``--xi``: a name ('uniform', 'beta55', 'logit_normal') or 'a,b,c,d' (checked later by
     ``make_time_sampler``, the rule every entry point shares)."""
@@ -77,4 +93,4 @@ def xi(text: str) -> list[float] | str:
 
 # the types of numeric flags; plain int/float flags are checked by a validator (TrainConfig,
 # check_meanflow_settings), these by themselves (tests/test_cli_validation.py walks them all)
-NUMERIC_TYPES = (int, float, count, positive, finite)
+NUMERIC_TYPES = (int, float, count, positive, finite, positive_real, nonnegative_real)

@@ -12,7 +12,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from om2p_lite.cli.args import OneLineParser, count, finite, positive
+from om2p_lite.cli.args import (
+    OneLineParser,
+    count,
+    finite,
+    nonnegative_real,
+    positive,
+    positive_real,
+)
 from om2p_lite.data.behaviour import BEHAVIOURS, QUALITIES
 from om2p_lite.data.download import DEFAULT_REVISION, HUB_TASKS, REPO_ID
 from om2p_lite.data.npy_io import ACTION_LAYOUTS as FILE_LAYOUTS
@@ -204,9 +211,10 @@ def cmd_train_behaviour(args: argparse.Namespace) -> int:
                        eval_episodes=args.eval_episodes, start_steps=args.start_steps,
                        reward_variant=args.reward_variant,
                        action_layout=args.action_layout,
-                       central_critic=args.critics == "central",
-                       agent={} if args.critic_hidden is None
-                       else {"critic_hidden": args.critic_hidden}).validate()
+                       central_critic=args.critics == "central", shaping=args.shaping,
+                       expl_noise=args.expl_noise,
+                       agent={k: v for k, v in (("critic_hidden", args.critic_hidden),
+                                                ("lr", args.lr)) if v is not None}).validate()
     run_dir = Path(args.run_dir or f"runs/behaviour/{args.task}")
     curve = train_behaviour(cfg, run_dir)
     if args.export:
@@ -351,6 +359,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--critic-hidden", type=positive, default=None,
                    help="critic width (default 64 on MPE, as OMAR's MATD3; 256 on "
                    "HalfCheetah)")
+    p.add_argument("--lr", type=positive_real, default=None,
+                   help="actor and critic step size (default 3e-4)")
+    p.add_argument("--expl-noise", type=nonnegative_real, default=0.1,
+                   help="std of the Gaussian exploration noise on the actor's actions")
+    p.add_argument("--shaping", action="store_true",
+                   help="Tag: learn from the reward plus MPE's optional predator shaping "
+                   "(-0.1 x each predator's distance to the prey); the data, the replay and "
+                   "the curve keep the task's reward")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--export", action="store_true",
                    help="write data/behaviour/<task>[-omar][-mpe2]_td3.pt from the run's "

@@ -94,6 +94,8 @@ class OnlineConfig:
     critic_layer_norm: bool = False  # LayerNorm in the critics (TD3: none)
     central_critic: bool = True  # MATD3's centralised critics (OMAR's behaviour learner);
     # False: independent TD3, each critic on its own agent's observation and action
+    shaping: bool = False  # learn from reward + MPE's optional predator shaping (Tag: -0.1 x
+    # distance to the prey per predator); the buffer, the data and the curve keep the reward
     threads: int = 1  # torch CPU threads (be kind to shared machines)
     agent: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides of TD3_AGENT
 
@@ -111,6 +113,10 @@ class OnlineConfig:
         check_range("expl_noise", self.expl_noise, 0.0, fix="use e.g. 0.1 (TD3)")
         check_range("updates_per_step", self.updates_per_step, 0.0, low_open=True,
                     fix="use e.g. 1.0 (one update per transition)")
+        if self.shaping and self.task != "tag":
+            raise SettingError("shaping", f"MPE's predator shaping is Tag's option, not "
+                               f"{self.task!r}'s (World's predators' reward has its own)",
+                               "leave --shaping off")
         if self.eval_every % self.n_envs or self.total_steps % self.eval_every:
             raise SettingError("eval_every", f"{self.eval_every} must be a multiple of n_envs "
                                f"({self.n_envs}) and divide total_steps ({self.total_steps}), "
@@ -166,6 +172,7 @@ class _Run:
         shapes = {"obs": (A, D), "actions": (A, d), "rewards": (A,), "next_obs": (A, D),
                   "dones": ()}
         self.buf = {k: torch.zeros(self.cap, *shapes[k]) for k in BUFFER_KEYS}
+        self.bonus = torch.zeros(self.cap, A) if cfg.shaping else None  # training-only
         self.step, self.curve, self.snapshots, self.wall0 = 0, [], [], 0.0
 
     @property
@@ -180,14 +187,16 @@ class _Run:
                 | {"torch": torch.get_rng_state()},
                 "config": asdict(self.cfg), "wall_s": wall, "curve": self.curve,
                 "snapshots": self.snapshots,
-                "buffer": {k: v[:size].clone() for k, v in self.buf.items()}}
+                "buffer": {k: v[:size].clone() for k, v in self.buf.items()}} | (
+                    {"bonus": self.bonus[:size].clone()} if self.bonus is not None else {})
 
     def restore(self) -> None:
         """Load ``checkpoint.pt``; refuse a damaged one or one made with other settings."""
         blob = check_training_checkpoint(self.path, load_checkpoint(self.path))
         saved = blob.get("config", {})
+        default = asdict(OnlineConfig())  # a field added since the run was saved: its default
         changed = sorted(k for k, v in asdict(self.cfg).items()
-                         if k not in RESUME_FREE and saved.get(k) != v)
+                         if k not in RESUME_FREE and saved.get(k, default[k]) != v)
         if changed:
             raise ValueError(f"{self.path} was written with other settings ({changed} "
                              f"differ). Fix: use the same settings, or another run folder")
@@ -203,6 +212,10 @@ class _Run:
                 "explore" not in rng:
             raise damaged(self.path, "lacks the online run's 'curve', 'snapshots' or "
                                      "'rng.explore'")
+        bonus = blob.get("bonus")
+        if self.bonus is not None and (not isinstance(bonus, torch.Tensor)
+                                       or bonus.shape != (size, self.dims.n_agents)):
+            raise damaged(self.path, f"a shaped run's 'bonus' must hold {size} rows")
         try:
             self.agent.load_full_state(blob["agent"])
             for k, g in self.gens.items():
@@ -213,6 +226,8 @@ class _Run:
         torch.set_rng_state(rng["torch"])
         for k, v in self.buf.items():
             v[:size] = buf[k]
+        if self.bonus is not None:
+            self.bonus[:size] = bonus
         self.step, self.curve, self.snapshots = step, blob["curve"], blob["snapshots"]
         self.wall0 = float(blob.get("wall_s", 0.0))
 
@@ -236,11 +251,14 @@ class _Run:
         return (a.clamp(-1, 1) * mask).numpy()
 
     def store(self, obs: np.ndarray, act: np.ndarray, rew: np.ndarray, next_obs: np.ndarray,
-              term: np.ndarray) -> None:
-        """Write the environments' transitions (one each) into the ring buffer."""
+              term: np.ndarray, bonus: np.ndarray | None = None) -> None:
+        """Write the environments' transitions (one each) into the ring buffer, and the
+        shaping ``bonus`` beside them in a shaped run."""
         rows = (self.step + torch.arange(self.cfg.n_envs)) % self.cap
         for key, v in zip(BUFFER_KEYS, (obs, act, rew, next_obs, term), strict=True):
             self.buf[key][rows] = torch.as_tensor(np.asarray(v, dtype=np.float32))
+        if self.bonus is not None:
+            self.bonus[rows] = torch.as_tensor(np.asarray(bonus, dtype=np.float32))
         self.step += self.cfg.n_envs
 
     def learn(self) -> dict[str, Any]:
@@ -252,7 +270,10 @@ class _Run:
         while self.agent.n_updates < due:
             idx = torch.randint(0, size, (self.agent.cfg.batch_size,),
                                 generator=self.gens["batch"])
-            logs |= self.agent.update({k: v[idx] for k, v in self.buf.items()})
+            batch = {k: v[idx] for k, v in self.buf.items()}
+            if self.bonus is not None:
+                batch["rewards"] = batch["rewards"] + self.bonus[idx]
+            logs |= self.agent.update(batch)
         return logs
 
 
@@ -294,7 +315,7 @@ def _train(cfg: OnlineConfig, out_dir: Path, progress: bool) -> list[dict[str, f
         act = run.explore(obs)
         next_obs, rew, term, _, obs_after = env.step(act)
         before = run.step
-        run.store(obs, act, rew, next_obs, term)
+        run.store(obs, act, rew, next_obs, term, env.shaping() if cfg.shaping else None)
         obs = obs_after
         logs = run.learn()
         if logs and run.step // cfg.log_every > before // cfg.log_every:

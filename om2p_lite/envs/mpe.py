@@ -75,6 +75,15 @@ def omar_spread_reward(world: Any) -> float:
     return float(np.minimum(1.0 / np.maximum(d, 1e-8), 10.0).sum())
 
 
+def predator_shaping(world: Any) -> float:
+    """MPE's optional predator shaping (``shape`` in simple_tag's adversary reward, off in the
+    task): -0.1 x the sum over predators of the distance to the nearest prey, for every
+    predator. World's predator reward already carries its own, so it is for Tag only."""
+    prey = [a.state.p_pos for a in world.agents if not a.adversary]
+    return -0.1 * float(sum(min(np.linalg.norm(p - a.state.p_pos) for p in prey)
+                            for a in world.agents if a.adversary))
+
+
 def _omar_collisions(world: Any, i: int) -> int:
     """Number of other agents agent ``i`` overlaps (OMAR charges 5 for each)."""
     me = world.agents[i]
@@ -84,6 +93,9 @@ def _omar_collisions(world: Any, i: int) -> int:
 
 class MPEEnv:
     """One MPE episode at a time; the scripted prey (tag, world) acts inside ``step``.
+
+    ``last_shaping`` (n_agents,) is MPE's optional predator shaping at the last step (Tag;
+    zero elsewhere), which behaviour training may add to the reward it learns from.
 
     ``n_agents`` (Spread only) sets N agents and N landmarks; None is the standard 3.
     ``action_layout`` is one of ``ACTION_LAYOUTS`` (the prey always acts in mpe2's layout).
@@ -117,6 +129,7 @@ class MPEEnv:
                             agent_names=tuple(self.learners), notes=notes,
                             action_layout=self.layout)
         self._t = 0
+        self.last_shaping = np.zeros(self.spec.n_agents, dtype=np.float32)
 
     def reset(self, seed: int | None = None) -> np.ndarray:
         """Start an episode (seeded when ``seed`` is given); return (n_agents, obs_dim)."""
@@ -163,6 +176,8 @@ class MPEEnv:
                                 for i in range(self.spec.n_agents)], dtype=np.float32)
         else:
             rewards = np.array([self.raw.rewards[n] for n in self.learners], dtype=np.float32)
+        if self.task == "tag":  # a training-only signal (``last_shaping``); data keep rewards
+            self.last_shaping[:] = predator_shaping(self.raw.world)
         return self._observe(), rewards, False, self._t >= EPISODE_LENGTH
 
     def render_positions(self) -> dict[str, np.ndarray]:

@@ -47,6 +47,11 @@ class _Group:
             obs[k] = self.envs[k].reset()
         return next_obs, rewards, terminals, timeouts, obs
 
+    def shaping(self) -> np.ndarray:
+        """Each environment's ``last_shaping`` (zeros where a task has none), (E, A)."""
+        return np.stack([getattr(e, "last_shaping", np.zeros(e.spec.n_agents, np.float32))
+                         for e in self.envs])
+
     def close(self) -> None:
         """Close every environment."""
         for e in self.envs:
@@ -128,6 +133,14 @@ class VecEnv:
             c.send(("step", actions[chunk]))
         parts = [c.recv() for c in self._conns]
         return tuple(np.concatenate([p[i] for p in parts]) for i in range(5))  # type: ignore
+
+    def shaping(self) -> np.ndarray:
+        """The last step's training-only shaping per environment and agent, (E, A); local
+        environments only (``n_workers = 1``)."""
+        if self._local is None:
+            raise ValueError("VecEnv.shaping: only for n_workers = 1. Fix: step the "
+                             "environments in this process")
+        return self._local.shaping()
 
     def close(self) -> None:
         """Shut down workers (if any) and environments."""
