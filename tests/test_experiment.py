@@ -116,6 +116,28 @@ def test_variants_limited_to_algorithms_and_excluded_cells(tmp_path: Path) -> No
     assert runs[2].out_dir == str(tmp_path / "r/spread/expert/bc/seed0")  # no variant level
 
 
+def test_variant_cells_choose_a_setting_per_data_set(tmp_path: Path) -> None:
+    doc = {"results_dir": str(tmp_path / "r"),
+           "grid": {"algos": ["om2p", "bc"], "tasks": ["spread", "world"],
+                    "qualities": ["expert", "medium"], "seeds": [0]},
+           "variants": {"eta=0.3": {"eta": 0.3, "algos": ["om2p"],
+                                    "cells": ["spread/expert", "world/medium"]},
+                        "eta=3": {"eta": 3.0, "algos": ["om2p"], "cells": ["world/expert"]}}}
+    got = [(r.cfg.task, r.cfg.quality, r.cfg.algo, r.variant, r.cfg.eta)
+           for r in spec.runs_of(doc)]
+    assert got == [("spread", "expert", "om2p", "eta=0.3", 0.3),
+                   ("spread", "expert", "bc", None, 1.0),
+                   ("spread", "medium", "bc", None, 1.0),  # no η chosen: no OM2P run
+                   ("world", "expert", "om2p", "eta=3", 3.0),
+                   ("world", "expert", "bc", None, 1.0),
+                   ("world", "medium", "om2p", "eta=0.3", 0.3),
+                   ("world", "medium", "bc", None, 1.0)]
+    for bad in (["tag/expert"], [], "spread/expert", ["world/expert", "world/expert"]):
+        doc["variants"]["eta=3"]["cells"] = bad
+        with pytest.raises(ValueError, match=r"variants\.eta=3\.cells: must list.*Fix"):
+            spec.runs_of(doc)
+
+
 def test_plan_groups_runs_by_population_key_capped(tmp_path: Path, monkeypatch) -> None:
     doc = {"grid": {"algos": ["om2p", "bc"], "tasks": ["spread"], "qualities": ["expert"],
                     "seeds": [0, 1, 2]}}

@@ -15,8 +15,11 @@ Experiment file (TOML)::
     [variants]                           # optional: every grid cell once per variant,
     eta1 = { eta = 1.0 }                 # run folders {task}/{quality}/{algo}/{variant}/seed{s}
     eta0 = { eta = 0.0, algos = ["om2p"] }   # ``algos``: only these algorithms get it
+    "eta=0.3" = { eta = 0.3, cells = ["world/expert"] }  # ``cells``: only these data sets
 
-An algorithm that no variant applies to runs once per cell, without a variant folder.
+An algorithm that no variant applies to runs once per cell, without a variant folder; one
+that some variant applies to runs only in its variants (with ``cells``, a setting chosen per
+data set: the data sets a variant does not list get none of its runs).
 ``[grid] exclude = ["spread/expert/cql"]`` (optional) drops those task/quality/algo cells.
 
 A run's fields are ``[config]``, then ``[algo.NAME]``, then its variant, then the caller's
@@ -38,6 +41,8 @@ TOP_LEVEL_KEYS = ("results_dir", "grid", "config", "algo", "variants")
 GRID_KEYS = ("algos", "tasks", "qualities", "seeds")
 GRID_OPTIONAL = ("exclude",)  # task/quality/algo cells of the product that do not run
 VARIANT_ALGOS = "algos"  # a variant's own key: the algorithms it applies to (default: all)
+VARIANT_CELLS = "cells"  # and the task/quality data sets it applies to (default: all)
+VARIANT_KEYS = (VARIANT_ALGOS, VARIANT_CELLS)
 # set by the grid for each run, so no table may set them
 GRID_FIELDS = ("algo", "task", "quality", "seed", "out_dir")
 VARIANT_NAME = re.compile(r"[A-Za-z0-9._=-]+")
@@ -189,7 +194,8 @@ def validate_experiment(doc: Any, where: str = "experiment") -> dict[str, Any]:
                 raise _bad(where, f"variants.{name}.{VARIANT_ALGOS}",
                            f"must be a non-empty list of the grid's algorithms, got {only!r}",
                            f"write e.g. {VARIANT_ALGOS} = {grid['algos'][:1]}")
-            check_fields({k: v for k, v in values.items() if k != VARIANT_ALGOS}, where,
+            _check_variant_cells(grid, values.get(VARIANT_CELLS), where, name)
+            check_fields({k: v for k, v in values.items() if k not in VARIANT_KEYS}, where,
                          f"variants.{name}")
     return doc
 
@@ -207,12 +213,29 @@ def _check_exclude(grid: dict[str, Any], where: str) -> None:
         raise _bad(where, "grid.exclude", "lists a cell more than once", "list each once")
 
 
-def _variants_of(doc: dict[str, Any], algo: str) -> list[tuple[str | None, dict[str, Any]]]:
-    """The variants (name, fields) that apply to ``algo``; [(None, {})] when none does."""
-    found = [(name, {k: v for k, v in fields.items() if k != VARIANT_ALGOS})
-             for name, fields in (doc.get("variants") or {}).items()
-             if algo in fields.get(VARIANT_ALGOS, [algo])]
-    return found or [(None, {})]
+def _check_variant_cells(grid: dict[str, Any], cells: Any, where: str, name: str) -> None:
+    """A variant's ``cells``, if given, lists task/quality data sets of the grid, each once."""
+    if cells is None:
+        return
+    known = {f"{t}/{q}" for t in grid["tasks"] for q in grid["qualities"]}
+    if (not isinstance(cells, list) or not cells or any(c not in known for c in cells)
+            or len(set(cells)) != len(cells)):
+        raise _bad(where, f"variants.{name}.{VARIANT_CELLS}",
+                   f"must list task/quality data sets of the grid, each once, got {cells!r}",
+                   f'write e.g. {VARIANT_CELLS} = ["{sorted(known)[0]}"]')
+
+
+def _variants_of(doc: dict[str, Any], algo: str, task: str, quality: str
+                 ) -> list[tuple[str | None, dict[str, Any]]]:
+    """The variants (name, fields) of ``algo`` on data set ``task/quality``: [(None, {})]
+    when no variant applies to ``algo``; [] when some do but none lists this data set."""
+    mine = {name: fields for name, fields in (doc.get("variants") or {}).items()
+            if algo in fields.get(VARIANT_ALGOS, [algo])}
+    if not mine:
+        return [(None, {})]
+    return [(name, {k: v for k, v in fields.items() if k not in VARIANT_KEYS})
+            for name, fields in mine.items()
+            if f"{task}/{quality}" in fields.get(VARIANT_CELLS, [f"{task}/{quality}"])]
 
 
 # ----------------------------------------------------------------------------- runs
@@ -243,7 +266,7 @@ def experiment_cells(doc: dict[str, Any]) -> list[tuple[str, str, str, str | Non
     grid, excluded = doc["grid"], set(doc["grid"].get("exclude", []))
     return [(t, q, a, name, fields) for t in grid["tasks"] for q in grid["qualities"]
             for a in grid["algos"] if f"{t}/{q}/{a}" not in excluded
-            for name, fields in _variants_of(doc, a)]
+            for name, fields in _variants_of(doc, a, t, q)]
 
 
 def _run(doc: dict[str, Any], root: Path, task: str, quality: str, algo: str, seed: int,
