@@ -29,7 +29,8 @@ def test_level_of_a_curve(tmp_path) -> None:
     rows = {r["curve"]: r for r in behaviour_levels(tmp_path)}
     assert rows["spread-omar_td3_curve.csv"]["best / published"] == pytest.approx(480 / 531)
     tag = rows["tag_td3_unshaped_curve.csv"]
-    assert (tag["run"], tag["shipped"]) == ("unshaped", False)
+    assert (tag["run"], tag["shipped"], tag["comparable"]) == ("unshaped", False, False)
+    assert rows["spread-omar_td3_curve.csv"]["comparable"]
 
 
 def test_bad_curves_are_refused(tmp_path) -> None:

@@ -22,6 +22,8 @@ from om2p_lite.envs import MPE_TASKS
 PUBLISHED_EXPERT: dict[tuple[str, str], float] = {
     ("spread", "omar"): 531.0, ("tag", "mpe2"): 207.9, ("world", "mpe2"): 85.2,
     ("halfcheetah", "own"): 3000.0}
+# where the published level measures the same task as ours (Tag and World: another prey)
+COMPARABLE = {("spread", "omar"), ("halfcheetah", "own")}
 FULL_TRANSITIONS = 1_000_000  # OMAR's data-set size, and its behaviour runs' length
 _NAME = re.compile(r"^(?P<task>[a-z]+\d*)(?P<omar>-omar)?(?P<layout>-mpe2)?_td3"
                    r"(?:_(?P<tag>[a-z0-9_]+?))?_curve\.csv$")
@@ -55,6 +57,7 @@ def curve_level(path: Path) -> dict[str, object]:
             "steps": int(steps), "best return": best["return"], "best at": int(best["step"]),
             "last return": rows[-1]["return"],
             "published expert": PUBLISHED_EXPERT.get((m["task"], reward)),
+            "comparable": (m["task"], reward) in COMPARABLE,
             "wall h": wall / 3600, "1M wall h": wall / steps * FULL_TRANSITIONS / 3600}
 
 
