@@ -51,7 +51,7 @@ def test_make_and_validate_each_layout_at_smoke_size(layout: str, width: int, ca
     """`data make --action-layout` writes the layout's own cache name; the file validates,
     records its layout and holds every agent's action in [-1, 1] at the layout's width."""
     args = ["data", "make", "--task", "tag", "--quality", "expert", "--budget", "smoke",
-            "--transitions", "100"]
+            "--transitions", "100", "--behaviour", "scripted"]  # the policy is force-xy only
     assert data_main([*args, "--action-layout", layout]) == 0
     path = dataset_path("tag", "expert", 0, "smoke", action_layout=layout)
     assert path.name == {"force-xy": "tag-expert-s0-smoke.npz",
