@@ -365,7 +365,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="std of the Gaussian exploration noise on the actor's actions")
     p.add_argument("--shaping", action="store_true",
                    help="Tag: learn from the reward plus MPE's optional predator shaping "
-                   "(-0.1 x each predator's distance to the prey); the data, the replay and "
+                   "(-0.1 x the predators' summed distance to the prey); the data, the replay and "
                    "the curve keep the task's reward")
     p.add_argument("--run-dir", default=None)
     p.add_argument("--export", action="store_true",

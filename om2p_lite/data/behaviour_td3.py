@@ -95,7 +95,7 @@ class OnlineConfig:
     central_critic: bool = True  # MATD3's centralised critics (OMAR's behaviour learner);
     # False: independent TD3, each critic on its own agent's observation and action
     shaping: bool = False  # learn from reward + MPE's optional predator shaping (Tag: -0.1 x
-    # distance to the prey per predator); the buffer, the data and the curve keep the reward
+    # the predators' summed distance to the prey); buffer, data and curve keep the reward
     threads: int = 1  # torch CPU threads (be kind to shared machines)
     agent: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides of TD3_AGENT
 
