@@ -69,6 +69,7 @@ def task_agent(task: str) -> dict[str, Any]:
 
 
 BUFFER_KEYS = ("obs", "actions", "rewards", "next_obs", "dones")  # an agent batch's keys
+CURVE_COLUMNS = ("step", "return", "wall_s")  # curve.csv: one row per evaluation
 RESUME_FREE = ("total_steps", "threads")  # may change between a run and its resume
 OLD_CHECKPOINT = "ckpt.pt"  # the checkpoint of the retired rl.td3_online driver
 
@@ -349,7 +350,7 @@ def _save_run(out_dir: Path, cfg: OnlineConfig, curve: list[dict],
               snapshots: list[dict]) -> None:
     """Write curve.csv and snapshots.pt (all actor snapshots + the config), atomically."""
     text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=["step", "return", "wall_s"])
+    writer = csv.DictWriter(text, fieldnames=list(CURVE_COLUMNS))
     writer.writeheader()
     writer.writerows(curve)
     atomic_write_text(out_dir / "curve.csv", text.getvalue())

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from om2p_lite.data.behaviour import BEHAVIOUR_DIR
+from om2p_lite.data.behaviour_td3 import CURVE_COLUMNS
 from om2p_lite.envs import MPE_TASKS
 
 # Expert levels to compare with, by (task, reward variant): OMAR's published expert data
@@ -34,10 +35,10 @@ def read_curve(path: Path) -> list[dict[str, float]]:
     driver's (step, return, wall_s)."""
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    if not rows or not {"step", "return", "wall_s"} <= set(rows[0]):
+    if not rows or not set(CURVE_COLUMNS) <= set(rows[0]):
         raise ValueError(f"{path}: not a behaviour curve (needs step, return, wall_s rows). "
                          f"Fix: use the curve.csv a train-behaviour run writes")
-    return [{k: float(r[k]) for k in ("step", "return", "wall_s")} for r in rows]
+    return [{k: float(r[k]) for k in CURVE_COLUMNS} for r in rows]
 
 
 def curve_level(path: Path) -> dict[str, object]:
