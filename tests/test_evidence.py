@@ -84,6 +84,24 @@ def test_reading_c_data_decide() -> None:
     assert "the data decide" in row["text"]
 
 
+
+def test_only_complete_data_sets_are_read() -> None:
+    episodes, probes = frames({"flowq": [30, 31, 32], "om2p/eta0.3": [29, 31, 33],
+                               "om2p/eta3": [20, 22, 21], "bc": [80, 81, 82]}, {},
+                              {"flowq": 0.8, "om2p/eta0.3": 0.7, "om2p/eta3": 0.6})
+    counts = pd.DataFrame([{"task": "world", "quality": "medium-replay", "algo": a,
+                            "finished": 3, "expected": 3} for a in ("bc", "flowq", "om2p")])
+    complete, pending = ev.complete_sets(counts)
+    assert complete == {("world", "medium-replay")} and pending == []
+    rows = ev.complete_readings(episodes, probes, counts, OM2P, early_step=2)
+    assert list(rows["readings"]) == ["a+c"]
+    line = ev.reading_sentence(next(rows.itertuples()))
+    assert line.startswith("*world medium-replay:* reading **a+c**") and "bc)" in line
+    counts.loc[counts["algo"] == "om2p", "finished"] = 2  # one OM2P run missing
+    complete, pending = ev.complete_sets(counts)
+    assert complete == set() and pending == ["world medium-replay (8 of 9 runs)"]
+    assert ev.complete_readings(episodes, probes, counts, OM2P, early_step=2).empty
+
 @pytest.fixture(scope="module")
 def tiny_grid(tmp_path_factory) -> Path:
     """A real grid on the generated smoke data set (in a temporary data folder, so that

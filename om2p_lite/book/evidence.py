@@ -239,6 +239,36 @@ def reading(episodes: pd.DataFrame, probes: pd.DataFrame, om2p: Sequence[str],
     return pd.DataFrame(rows)
 
 
+
+def complete_sets(counts: pd.DataFrame) -> tuple[set[tuple[str, str]], list[str]]:
+    """The (task, quality) data sets whose runs are all stored, and 'task quality (k of n
+    runs)' for each one that is not (``sweeps.Sweep.counts``)."""
+    done = counts.groupby(["task", "quality"], sort=False)[["finished", "expected"]].sum()
+    complete = {k for k, r in done.iterrows() if r.finished == r.expected}
+    pending = [f"{t} {q} ({int(r.finished)} of {int(r.expected)} runs)"
+               for (t, q), r in done.iterrows() if (t, q) not in complete]
+    return complete, pending
+
+
+def complete_readings(episodes: pd.DataFrame, probes: pd.DataFrame, counts: pd.DataFrame,
+                      om2p: Sequence[str], early_step: int) -> pd.DataFrame:
+    """``reading`` on the data sets whose runs are all stored: a rule read on part of a
+    data set's seeds decides nothing, so no such row is returned."""
+    complete, _ = complete_sets(counts)
+    out = reading(episodes, probes, om2p, early_step)
+    keep = [(t, q) in complete for t, q in zip(out["task"], out["quality"], strict=True)]
+    return out[keep].reset_index(drop=True) if len(out) else out
+
+
+def reading_sentence(row: Any) -> str:
+    """One row of ``reading`` as the sentence a chapter prints: the reading, the best
+    OM2P against Flow+Q with its SE and 95 % interval, convergence and the leaders."""
+    vs = row.om2p_vs_flowq
+    return (f"*{row.task} {row.quality}:* reading **{row.readings}**, {row.text} (best OM2P "
+            f"{row.om2p_best}: {vs['d']:+.1f} ± {vs['se']:.1f} points against Flow+Q, 95 % "
+            f"interval {vs['ci95'][0]:+.1f} to {vs['ci95'][1]:+.1f}; critics converged: "
+            f"{row.converged}; leaders by > 2 SE: {', '.join(row.leaders) or 'none'})")
+
 # --- the protocol test (data/experiments/protocol_test.toml): which protocol trains critics
 STABLE_WINDOW = 2000  # steps over which a trained critic's mean Q moves little
 STABLE_SHARE = 0.05  # "little": by at most 5 % of ‖G‖
