@@ -40,7 +40,8 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.mark.parametrize("task, quality", sorted(PRE_LAYOUT_SMOKE))
 def test_mpe2_layout_makes_the_data_of_the_stored_results_bit_for_bit(task, quality) -> None:
-    ds, _ = make_dataset(task, quality, seed=0, budget="smoke", action_layout="mpe2")
+    ds, _ = make_dataset(task, quality, seed=0, budget="smoke", action_layout="mpe2",
+                         behaviour="scripted")  # mpe2's layout has no trained policy
     assert ds.metadata["checksum"] == PRE_LAYOUT_SMOKE[(task, quality)]
     assert ds.actions.shape[2] == 5 and ds.metadata["action_layout"] == "mpe2"
 
@@ -53,7 +54,7 @@ def test_make_and_validate_each_layout_at_smoke_size(layout: str, width: int, ca
     args = ["data", "make", "--task", "tag", "--quality", "expert", "--budget", "smoke",
             "--transitions", "100", "--behaviour", "scripted"]  # the policy is force-xy only
     assert data_main([*args, "--action-layout", layout]) == 0
-    path = dataset_path("tag", "expert", 0, "smoke", action_layout=layout)
+    path = dataset_path("tag", "expert", 0, "smoke", action_layout=layout, behaviour="scripted")
     assert path.name == {"force-xy": "tag-expert-s0-smoke.npz",
                          "mpe2": "tag-mpe2-expert-s0-smoke.npz"}[layout]
     assert data_main(["data", "validate", str(path)]) == 0
@@ -61,13 +62,16 @@ def test_make_and_validate_each_layout_at_smoke_size(layout: str, width: int, ca
     assert ds.actions.shape == (100, 3, width) and ds.metadata["act_dims"] == [width] * 3
     assert ds.metadata["action_layout"] == layout and np.abs(ds.actions).max() <= 1.0
     rets = ds.episode_returns()
-    assert rets.mean() > make_dataset("tag", "random", n_transitions=100,
-                                      action_layout=layout)[0].episode_returns().mean()
+    assert rets.mean() > make_dataset("tag", "random", n_transitions=100, action_layout=layout,
+                                      behaviour="scripted")[0].episode_returns().mean()
     assert "OK" in capsys.readouterr().out
 
 
 def test_the_cache_name_marks_only_the_non_default_layout_of_mpe() -> None:
-    assert dataset_path("spread", "expert", 0, "book").name == "spread-expert-s0-book.npz"
+    assert dataset_path("spread", "expert", 0, "book", behaviour="scripted").name == \
+        "spread-expert-s0-book.npz"
+    assert dataset_path("spread", "expert", 0, "book").name == \
+        "spread-td3-expert-s0-book.npz"  # the default data: the trained policy's
     assert dataset_path("spread", "expert", 0, "book", "omar", "mpe2").name == \
         "spread-omar-mpe2-expert-s0-book.npz"
     assert dataset_path("halfcheetah", "expert", 0, "book", action_layout="mpe2").name == \
@@ -91,21 +95,25 @@ def test_cli_refuses_an_unknown_layout_in_one_line(argv: list[str], capsys) -> N
 
 @pytest.mark.parametrize("first", ["force-xy", "mpe2"])
 def test_a_pre_layout_cache_file_moves_to_its_mpe2_name(first: str, cache: Path) -> None:
-    """A 5-d file cached before the layouts sits at the default name: asking for either
-    layout moves it to the mpe2 name (kept, not remade); force-xy then makes the 2-d set."""
-    old, _ = make_dataset("spread", "expert", seed=0, n_transitions=50, action_layout="mpe2")
+    """A 5-d (scripted) file cached before the layouts sits at the default name: asking for
+    either layout moves it to the mpe2 name (kept, not remade); force-xy then makes the 2-d
+    set."""
+    old, _ = make_dataset("spread", "expert", seed=0, n_transitions=50, action_layout="mpe2",
+                          behaviour="scripted")
     del old.metadata["action_layout"]  # as the files made before the layouts
-    default = dataset_path("spread", "expert", 0, "smoke")
+    default = dataset_path("spread", "expert", 0, "smoke", behaviour="scripted")
     save_dataset(old, default)
     if first == "mpe2":
-        assert get_dataset("spread", "expert", 0, "smoke", action_layout="mpe2").checksum() \
-            == old.checksum() and not default.exists()
-    new = get_dataset("spread", "expert", 0, "smoke")
+        assert get_dataset("spread", "expert", 0, "smoke", action_layout="mpe2",
+                           behaviour="scripted").checksum() == old.checksum()
+        assert not default.exists()
+    new = get_dataset("spread", "expert", 0, "smoke", behaviour="scripted")
     assert new.actions.shape[2] == 2 and new.metadata["action_layout"] == "force-xy"
-    moved = dataset_path("spread", "expert", 0, "smoke", action_layout="mpe2")
+    moved = dataset_path("spread", "expert", 0, "smoke", action_layout="mpe2",
+                         behaviour="scripted")
     assert load_dataset(moved).checksum() == old.checksum()
-    assert get_dataset("spread", "expert", 0, "smoke", action_layout="mpe2").checksum() == \
-        old.checksum()
+    assert get_dataset("spread", "expert", 0, "smoke", action_layout="mpe2",
+                       behaviour="scripted").checksum() == old.checksum()
     assert load_dataset(default).checksum() == new.checksum()
 
 
@@ -167,11 +175,12 @@ def test_references_are_per_layout_and_an_old_table_is_mpe2(tmp_path: Path) -> N
     old = write_reference(rows(None, 0.0, 10.0), tmp_path / "old.csv")  # no layout column
     assert {r["action_layout"] for r in read_reference(old)} == {"mpe2"}
     assert normalized_score("tag", 5.0, path=old, action_layout="mpe2") == pytest.approx(50.0)
-    with pytest.raises(KeyError, match=r"tag \(mpe2, force-xy actions\).*data reference`"):
-        normalized_score("tag", 5.0, path=old)  # force-xy data have no reference there
+    with pytest.raises(KeyError, match=r"tag \(mpe2, force-xy actions\).*data reference "
+                       r"--behaviour scripted`"):  # force-xy data have no reference there
+        normalized_score("tag", 5.0, path=old, behaviour="scripted")
     both = merge_rows(read_reference(old), rows("force-xy", 2.0, 4.0))
     path = write_reference(both, tmp_path / "both.csv")
-    assert normalized_score("tag", 3.0, path=path) == pytest.approx(50.0)
+    assert normalized_score("tag", 3.0, path=path, behaviour="scripted") == pytest.approx(50.0)
     assert normalized_score("tag", 3.0, path=path, action_layout="mpe2") == pytest.approx(30.0)
     assert len(merge_rows(both, rows("mpe2", 1.0, 2.0))) == 4  # replaces only mpe2's rows
     shipped = read_reference(REFERENCE_CSV)

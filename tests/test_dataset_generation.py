@@ -43,8 +43,8 @@ def test_generated_dataset_is_valid_and_structured(spread_expert, tmp_path: Path
 
 def test_qualities_are_ordered_on_every_mpe_task() -> None:
     for task in ("spread", "tag", "world"):
-        means = {q: make_dataset(task, q, seed=0, n_transitions=1000)[0].episode_returns().mean()
-                 for q in ("random", "medium", "expert")}
+        means = {q: make_dataset(task, q, seed=0, n_transitions=1000, behaviour="scripted")[0]
+                 .episode_returns().mean() for q in ("random", "medium", "expert")}
         assert means["expert"] > means["medium"] > means["random"], (task, means)
 
 
@@ -122,7 +122,7 @@ def test_normalised_score_uses_our_random_and_expert(tmp_path: Path) -> None:
 
     rows = [{"task": "tag", "reward_variant": "mpe2", "quality": q, "budget": "smoke",
              "seed": 0, "episodes": 10, "return_mean": m, "return_std": 1.0, "checksum": "x",
-             "action_layout": "force-xy"}
+             "action_layout": "force-xy", "behaviour": "trained"}  # the default data's rows
             for q, m in (("random", 2.0), ("medium", 7.0), ("expert", 12.0))]
     path = write_reference(rows, tmp_path / "ref.csv")
     assert normalized_score("tag", 7.0, path=path) == pytest.approx(50.0)

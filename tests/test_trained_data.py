@@ -166,8 +166,8 @@ def test_cli_make_defaults_to_trained_when_the_file_exists_else_says_why_not(
                       "--transitions", "25", "--budget", "smoke"]) == 0
     err = capsys.readouterr().err
     assert "tag_td3.pt not found" in err and "data train-behaviour --task tag" in err
-    assert load_dataset(dataset_path("tag", "expert", 0, "smoke")).metadata[
-        "behaviour_source"] == "scripted"
+    assert load_dataset(dataset_path("tag", "expert", 0, "smoke", behaviour="scripted")
+                        ).metadata["behaviour_source"] == "scripted"
     # asked for trained where there is none: refused with the fix, nothing written
     assert data_main(["data", "make", "--task", "world", "--quality", "medium",
                       "--transitions", "25", "--behaviour", "trained"]) == 2
@@ -180,8 +180,9 @@ def test_a_config_refuses_data_of_another_behaviour(behaviour_dir: Path) -> None
     ds, _ = make_dataset("spread", "expert", n_transitions=25, behaviour="trained")
     with pytest.raises(ValueError, match="made by the trained behaviour but the config says "
                        "behaviour = 'scripted'. Fix: set behaviour = 'trained'"):
-        check_dataset(ds, TrainConfig(task="spread"))
+        check_dataset(ds, TrainConfig(task="spread", behaviour="scripted"))
     check_dataset(ds, TrainConfig(task="spread", behaviour="trained"))
+    check_dataset(ds, TrainConfig(task="spread"))  # trained is Spread's default
     with pytest.raises(ValueError, match="'behaviour': unknown data behaviour 'td3'"):
         TrainConfig(behaviour="td3").validate()
 
@@ -233,8 +234,9 @@ def test_references_are_per_behaviour_and_an_old_table_is_scripted(tmp_path: Pat
         normalized_score("tag", 5.0, path=old, behaviour="trained")
     both = write_reference(merge_rows(read_reference(old), rows("trained", 2.0, 4.0)),
                            tmp_path / "both.csv")
-    assert normalized_score("tag", 5.0, path=both) == pytest.approx(50.0)
+    assert normalized_score("tag", 5.0, path=both, behaviour="scripted") == pytest.approx(50.0)
     assert normalized_score("tag", 3.0, path=both, behaviour="trained") == pytest.approx(50.0)
+    assert normalized_score("tag", 3.0, path=both) == pytest.approx(50.0)  # the default
     # HalfCheetah has one behaviour, its trained policy, whatever a config says
     hc = [r | {"task": "halfcheetah", "reward_variant": "mamujoco", "action_layout": "native",
                "behaviour": "trained"} for r in rows(None, -1.0, 1.0)]
@@ -257,3 +259,21 @@ def test_reference_rows_of_one_spread_reward(tmp_path, monkeypatch) -> None:
         assert main(["data", "reference", "--budget", "smoke", "--tasks", "spread",
                      "--spread-reward", reward, "--out", str(out)]) == 0
     assert sorted({r["reward_variant"] for r in read_reference(out)}) == ["mpe2", "omar"]
+
+
+def test_the_default_is_trained_where_a_policy_ships_else_scripted() -> None:
+    """A fixed rule (never a file's presence): trained on the four tasks with the 2-d force,
+    scripted on spreadN and in mpe2's layout; a record without the field stays scripted and
+    an explicit choice is kept."""
+    from om2p_lite.data.behaviour import default_behaviour_of
+
+    assert {default_behaviour_of(t) for t in ("spread", "tag", "world", "halfcheetah")} == \
+        {"trained"}
+    assert default_behaviour_of("spread4") == default_behaviour_of("tag", "mpe2") == "scripted"
+    assert TrainConfig().behaviour == TrainConfig.from_dict({"task": "world"}).behaviour \
+        == "trained"
+    assert TrainConfig(task="spread4").behaviour == "scripted"
+    assert TrainConfig(action_layout="mpe2").behaviour == "scripted"
+    assert TrainConfig.from_stored({"task": "spread"}).behaviour == "scripted"  # old record
+    assert TrainConfig(task="spread4", behaviour="trained").behaviour == "trained"
+    assert TrainConfig(task="tag", behaviour="scripted").behaviour == "scripted"

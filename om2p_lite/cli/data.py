@@ -327,9 +327,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--workers", type=positive, default=1)
     p.add_argument("--action-layout", choices=ACTION_LAYOUTS, default=DEFAULT_ACTION_LAYOUT,
                    help=LAYOUT_HELP + "; the other layout's rows are kept")
-    p.add_argument("--behaviour", choices=BEHAVIOURS, default="scripted",
-                   help="MPE behaviour of the data sets (default scripted, the stored "
-                   "results'); the other behaviour's rows are kept")
+    p.add_argument("--behaviour", choices=BEHAVIOURS, default=None,
+                   help="MPE behaviour of the data sets (default: trained where a policy "
+                   "ships, i.e. the 2-d force layout, else scripted); the other behaviour's "
+                   "rows are kept")
     p.add_argument("--spread-reward", action="append", choices=("mpe2", "omar"),
                    default=None, help="only Spread's rows of this reward (repeatable; "
                    "default both): a trained Spread policy learnt one reward")

@@ -17,13 +17,17 @@ from typing import Any
 from om2p_lite.cli.args import boolean, count, positive
 from om2p_lite.rl.config import TrainConfig, field_default
 
+FLAG_HELP = {"behaviour": "scripted | trained (default: trained on spread, tag and world "
+                          "with the force-xy action, scripted on spreadN and mpe2)"}
+
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One ``--field`` flag per ``TrainConfig`` field (default: unset, so files can fill it)."""
     for f in dataclasses.fields(TrainConfig):
         kind = {"int": int, "float": float, "bool": boolean}.get(str(f.type), str)
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind,
-                            default=None, help=f"(default {field_default(f.name)!r})")
+                            default=None, help=FLAG_HELP.get(
+                                f.name, f"(default {field_default(f.name)!r})"))
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

@@ -17,10 +17,11 @@ from om2p_lite.envs.scripted import SCRIPTED
 
 QUALITIES = ("random", "medium-replay", "medium", "expert")
 BEHAVIOUR_DIR = Path(__file__).resolve().parents[2] / "data" / "behaviour"
-# Where MPE data come from: scripted controllers (envs.scripted, the data of every result
-# stored before this choice) or trained TD3 snapshots (D4RL-style, like OMAR's MATD3 data).
-# HalfCheetah has no script: its data are always its trained policy's.
+# Where MPE data come from: trained TD3 snapshots (D4RL-style, like OMAR's MATD3 data: the
+# default, ``default_behaviour_of``) or scripted controllers (envs.scripted, the data of
+# every result stored before the trained policies). HalfCheetah has no script: always trained.
 BEHAVIOURS = ("scripted", "trained")
+DEFAULT_BEHAVIOUR = "trained"  # what a data set that names none gets, where a policy ships
 LEGACY_BEHAVIOUR = "scripted"  # what a record without the field was made with
 TRAINED_STD = 0.1  # Gaussian noise on a trained snapshot's actions (medium, expert)
 
@@ -174,6 +175,30 @@ def check_behaviour(behaviour: str) -> str:
     return behaviour
 
 
+def default_behaviour_of(task: str, action_layout: str = "force-xy") -> str:
+    """The behaviour of a data set that names none, by a fixed rule (never a file's
+    presence): trained on Spread, Tag and World with the paper's 2-d force, the data sets a
+    policy ships for; scripted on spreadN and in mpe2's 5-d layout, where none ships;
+    HalfCheetah's trained policy always. An unknown task gets the default (its own check
+    reports it)."""
+    from om2p_lite.envs import MPE_TASKS, parse_task
+
+    try:
+        base, n_agents = parse_task(task)
+    except ValueError:
+        return DEFAULT_BEHAVIOUR
+    if base not in MPE_TASKS or (n_agents is None and action_layout == "force-xy"):
+        return DEFAULT_BEHAVIOUR
+    return LEGACY_BEHAVIOUR
+
+
+def resolve_behaviour(task: str, behaviour: str | None,
+                      action_layout: str = "force-xy") -> str:
+    """``behaviour`` checked, or ``default_behaviour_of`` the data set when it is None/""."""
+    return check_behaviour(behaviour) if behaviour else default_behaviour_of(task,
+                                                                             action_layout)
+
+
 def task_behaviour(task: str, behaviour: str) -> str:
     """The behaviour that really makes ``task``'s data: HalfCheetah's is always trained."""
     from om2p_lite.envs import MPE_TASKS, parse_task
@@ -229,19 +254,20 @@ def load_policy_file(path: Path, spec: EnvSpec) -> dict:
 
 
 def behaviour_policy(spec: EnvSpec, quality: str, progress: float = 1.0,
-                     behaviour: str = LEGACY_BEHAVIOUR) -> NoisyPolicy | Policy:
+                     behaviour: str | None = None) -> NoisyPolicy | Policy:
     """The policy that collects ``quality`` data; ``progress`` in [0, 1] drives medium-replay.
 
     medium-replay replays a learner's history: early episodes near random, late ones near
     medium (scripted tasks anneal p_random; HalfCheetah steps through its TD3 snapshots).
     ``behaviour`` (MPE): scripted controllers or the task's trained snapshots
-    (``behaviour_file``) with N(0, TRAINED_STD²); trained MPE medium-replay is the run's
-    own replay (``generate`` reads it; no policy makes it).
+    (``behaviour_file``) with N(0, TRAINED_STD²), None: ``default_behaviour_of``; trained
+    MPE medium-replay is the run's own replay (``generate`` reads it; no policy makes it).
     """
     if quality not in QUALITIES:
         raise ValueError(f"unknown quality {quality!r}; choose one of {QUALITIES}")
     if quality == "random":
         return RandomPolicy(spec)
+    behaviour = resolve_behaviour(spec_task(spec), behaviour, spec.action_layout)
     trained = task_behaviour(spec.task, behaviour) == "trained"
     if trained and spec.task in SCRIPTED_PRESETS:
         if quality == "medium-replay":

@@ -16,15 +16,16 @@ COLOURS = {"random": "#9e9e9e", "medium-replay": "#f2a541", "medium": "#3c8dbc",
            "expert": "#c0392b"}
 
 
-def rollout_positions(task: str, quality: str = "expert", seed: int = 0
-                      ) -> dict[str, np.ndarray]:
-    """One MPE episode of the ``quality`` behaviour: positions (T + 1, n, 2) per entity kind."""
+def rollout_positions(task: str, quality: str = "expert", seed: int = 0,
+                      behaviour: str | None = None) -> dict[str, np.ndarray]:
+    """One MPE episode of the ``quality`` behaviour (scripted or trained): positions
+    (T + 1, n, 2) per entity kind."""
     from om2p_lite.data.behaviour import behaviour_policy
     from om2p_lite.envs import make_env
 
     env = make_env(task)
     rng = np.random.default_rng(seed)
-    policy = behaviour_policy(env.spec, quality)
+    policy = behaviour_policy(env.spec, quality, behaviour=behaviour)
     obs = env.reset(seed=seed)
     frames = [env.render_positions()]
     for _ in range(env.spec.episode_length):
@@ -33,11 +34,15 @@ def rollout_positions(task: str, quality: str = "expert", seed: int = 0
     return {k: np.stack([f[k] for f in frames]) for k in frames[0]}
 
 
-def trajectory_figure(task: str, quality: str = "expert", seed: int = 0) -> Any:
+def trajectory_figure(task: str, quality: str = "expert", seed: int = 0,
+                      behaviour: str | None = None) -> Any:
     """Paths of learners (and prey) over one episode, landmarks as grey discs."""
     import plotly.graph_objects as go
 
-    pos = rollout_positions(task, quality, seed)
+    from om2p_lite.data.behaviour import resolve_behaviour
+
+    behaviour = resolve_behaviour(task, behaviour)
+    pos = rollout_positions(task, quality, seed, behaviour)
     fig = go.Figure()
     lm = pos["landmarks"][0]
     fig.add_trace(go.Scatter(x=lm[:, 0], y=lm[:, 1], mode="markers", name="landmarks",
@@ -50,8 +55,8 @@ def trajectory_figure(task: str, quality: str = "expert", seed: int = 0) -> Any:
                                      line={"color": colour}, marker={"size": 4}))
             fig.add_trace(go.Scatter(x=xy[-1:, 0], y=xy[-1:, 1], mode="markers",
                                      showlegend=False, marker={"size": 10, "color": colour}))
-    fig.update_layout(title=f"{task}: one {quality} episode (dots = end)", width=480,
-                      height=460, xaxis={"range": [-1.6, 1.6]},
+    fig.update_layout(title=f"{task}: one {behaviour} {quality} episode (dots = end)",
+                      width=480, height=460, xaxis={"range": [-1.6, 1.6]},
                       yaxis={"range": [-1.6, 1.6], "scaleanchor": "x"})
     return fig
 

@@ -18,13 +18,13 @@ from typing import Any
 import numpy as np
 
 from om2p_lite.data.behaviour import (
-    LEGACY_BEHAVIOUR,
     QUALITIES,
     SCRIPTED_PRESETS,
     TRAINED_STD,
     behaviour_file,
     behaviour_policy,
     check_behaviour,
+    resolve_behaviour,
     task_behaviour,
 )
 from om2p_lite.data.dataset import OfflineDataset, load_dataset, save_dataset
@@ -83,13 +83,15 @@ def _check_size(size: object, task: str, episode_length: int) -> int:
 def dataset_path(task: str, quality: str, seed: int, budget: str,
                  reward_variant: str = "mpe2",
                  action_layout: str = DEFAULT_ACTION_LAYOUT,
-                 behaviour: str = LEGACY_BEHAVIOUR) -> Path:
+                 behaviour: str | None = None) -> Path:
     """Cache file name of one (task, reward variant, action layout, behaviour, quality,
     seed, budget) dataset: ``{task}[-omar][-mpe2][-td3]-{quality}-s{seed}-{budget}.npz``,
     where ``-omar`` marks Spread's OMAR reward, ``-mpe2`` MPE's 5-d action layout and
     ``-td3`` MPE data of trained behaviour policies (the default force-xy, the scripted
     behaviour, random data, which no behaviour makes, and HalfCheetah add nothing: the
-    names of every data set made before these options)."""
+    names of every data set made before these options); behaviour None: the data set's
+    default (``behaviour.default_behaviour_of``)."""
+    behaviour = resolve_behaviour(task, behaviour, action_layout)
     base = parse_task(task)[0]
     variant = "" if reward_variant == "mpe2" or base != "spread" else f"-{reward_variant}"
     layout = "" if check_action_layout(action_layout) == DEFAULT_ACTION_LAYOUT \
@@ -120,7 +122,7 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
                  budget: str = "smoke", reward_variant: str = "mpe2", n_envs: int | None = None,
                  n_workers: int = 1, progress: bool = False, command: str | None = None,
                  n_agents: int | None = None, action_layout: str = DEFAULT_ACTION_LAYOUT,
-                 behaviour: str = LEGACY_BEHAVIOUR) -> tuple[OfflineDataset, dict[str, float]]:
+                 behaviour: str | None = None) -> tuple[OfflineDataset, dict[str, float]]:
     """Roll the ``quality`` behaviour policy until whole episodes fill ``n_transitions``.
 
     Deterministic in (task, quality, seed, size, n_envs, action layout): ``n_workers`` only
@@ -131,13 +133,14 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
     ``envs.scripted``) or trained (D4RL-style from the task's TD3 file,
     ``behaviour.behaviour_file``: medium and expert are its snapshots + N(0, TRAINED_STD²),
     medium-replay its training run's replay up to the medium snapshot); random is uniform
-    either way, HalfCheetah always trained. The metadata records it (``behaviour_source``).
+    either way, HalfCheetah always trained; None: the data set's default
+    (``behaviour.default_behaviour_of``). The metadata records it (``behaviour_source``).
     Returns the dataset and timing stats.
     """
     check_action_layout(action_layout)
-    check_behaviour(behaviour)
     if n_agents is not None and task in TASKS:
         task = task_name(task, n_agents)
+    behaviour = resolve_behaviour(task, behaviour, action_layout)
     base, n_spread = parse_task(task)
     for name, value in (("n_envs", n_envs), ("n_workers", n_workers)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -252,8 +255,9 @@ def _finish(arrays: dict[str, np.ndarray], stats: dict[str, float], extra: dict[
     return ds, stats
 
 
-def describe_behaviour(task: str, quality: str, behaviour: str = LEGACY_BEHAVIOUR) -> str:
+def describe_behaviour(task: str, quality: str, behaviour: str | None = None) -> str:
     """One line on which policy made the data (copied into the metadata and provenance)."""
+    behaviour = behaviour or resolve_behaviour(task, None)  # "uniform" passes as it is
     name, task = task, parse_task(task)[0]  # spreadN behaves as Spread
     if quality == "random":
         return "uniform random actions in [-1, 1]"
@@ -310,13 +314,14 @@ def _cached(path: Path, action_layout: str, legacy: Path) -> OfflineDataset | No
 def get_dataset(task: str, quality: str, seed: int = 0, budget: str | None = None,
                 reward_variant: str = "mpe2", progress: bool = False,
                 n_workers: int = 1, action_layout: str = DEFAULT_ACTION_LAYOUT,
-                behaviour: str = LEGACY_BEHAVIOUR) -> OfflineDataset:
+                behaviour: str | None = None) -> OfflineDataset:
     """Load the cached dataset, or make and cache it on first use (never downloads).
 
-    ``behaviour`` is explicit (scripted unless told): a library call never switches to
-    trained data because a policy file appeared (``data make`` is the one place that picks
-    trained when the file exists, and says so)."""
+    ``behaviour`` None is the data set's default by a fixed rule
+    (``behaviour.default_behaviour_of``: trained where a policy ships): a library call never
+    switches behaviour because a policy file appeared or went."""
     budget = budget or get_budget().name
+    behaviour = resolve_behaviour(task, behaviour, action_layout)
     path = dataset_path(task, quality, seed, budget, reward_variant, action_layout, behaviour)
     legacy = dataset_path(task, quality, seed, budget, reward_variant, "mpe2", behaviour)
     want = action_layout if parse_task(task)[0] in MPE_TASKS else "native"

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from om2p_lite.data.behaviour import LEGACY_BEHAVIOUR, task_behaviour
+from om2p_lite.data.behaviour import LEGACY_BEHAVIOUR, resolve_behaviour, task_behaviour
 from om2p_lite.data.generate import REPO_DATA, get_dataset
 from om2p_lite.envs import (
     DEFAULT_ACTION_LAYOUT,
@@ -43,10 +43,11 @@ def reference_rows(budget: str = "book", seed: int = 0, tasks: tuple[str, ...] |
                    qualities: tuple[str, ...] = ("random", "medium", "expert"),
                    progress: bool = False, n_workers: int = 1,
                    action_layout: str = DEFAULT_ACTION_LAYOUT,
-                   behaviour: str = LEGACY_BEHAVIOUR,
+                   behaviour: str | None = None,
                    spread_rewards: tuple[str, ...] = ("mpe2", "omar")) -> list[dict]:
     """One row per (task, variant, quality): mean and std of the dataset's episode returns,
-    the MPE data sets in ``action_layout`` made by ``behaviour``; Spread's rows for the
+    the MPE data sets in ``action_layout`` made by ``behaviour`` (None: their default);
+    Spread's rows for the
     rewards in ``spread_rewards`` (each trained Spread policy learnt one reward)."""
     rows = []
     for task, variant in REFERENCE_RUNS:
@@ -66,7 +67,8 @@ def reference_rows(budget: str = "book", seed: int = 0, tasks: tuple[str, ...] |
                          "return_std": round(float(rets.std()), 4),
                          "checksum": ds.metadata["checksum"],
                          "action_layout": row_layout(task, action_layout),
-                         "behaviour": task_behaviour(task, behaviour)})
+                         "behaviour": task_behaviour(task, resolve_behaviour(
+                             task, behaviour, action_layout))})
     return rows
 
 
@@ -122,18 +124,20 @@ def read_reference(path: Path = REFERENCE_CSV) -> list[dict]:
 
 def normalized_score(task: str, returns: float | np.ndarray, reward_variant: str = "mpe2",
                      path: Path = REFERENCE_CSV, action_layout: str = DEFAULT_ACTION_LAYOUT,
-                     behaviour: str = LEGACY_BEHAVIOUR) -> float | np.ndarray:
+                     behaviour: str | None = None) -> float | np.ndarray:
     """100 (R - R_random) / (R_expert - R_random) with our own random and expert references
     of the data sets in ``action_layout`` (MPE; HalfCheetah has one) made by ``behaviour``
-    (MPE: scripted, the stored results', or trained; HalfCheetah: its trained policy)."""
+    (MPE: scripted, the stored results', or trained; None: the data set's default,
+    ``behaviour.default_behaviour_of``; HalfCheetah: its trained policy)."""
     variant = "mamujoco" if task == "halfcheetah" else reward_variant
-    layout, source = row_layout(task, action_layout), task_behaviour(task, behaviour)
+    layout = row_layout(task, action_layout)
+    source = task_behaviour(task, resolve_behaviour(task, behaviour, action_layout))
     ref = {r["quality"]: r["return_mean"] for r in read_reference(path)
            if r["task"] == task and r["reward_variant"] == variant
            and r["action_layout"] == layout and r["behaviour"] == source}
     if "random" not in ref or "expert" not in ref:
         flag = ("" if layout != "mpe2" else " --action-layout mpe2") + \
-            (" --behaviour trained" if source == "trained" and task in MPE_TASKS else "")
+            (f" --behaviour {source}" if task in MPE_TASKS else "")
         raise KeyError(f"no random/expert reference for {task} ({variant}, {layout} actions) "
                        f"of {source} data in {path}; run `python -m om2p_lite data "
                        f"reference{flag}`")
@@ -165,7 +169,7 @@ def zero_action_returns(task: str, reward_variant: str = "mpe2",
 
 def zero_action_normalised(task: str, reward_variant: str = "mpe2",
                            action_layout: str = DEFAULT_ACTION_LAYOUT,
-                           behaviour: str = LEGACY_BEHAVIOUR, path: Path = REFERENCE_CSV,
+                           behaviour: str | None = None, path: Path = REFERENCE_CSV,
                            episodes: int = 20, seed: int = 0) -> dict[str, float | bool]:
     """What standing still scores on ``task`` under its references: the mean zero-action
     return, its normalised score, and ``skill_like``, True when that score exceeds

@@ -13,7 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from om2p_lite.data.behaviour import BEHAVIOURS, LEGACY_BEHAVIOUR, QUALITIES
+from om2p_lite.data.behaviour import (
+    BEHAVIOURS,
+    LEGACY_BEHAVIOUR,
+    QUALITIES,
+    default_behaviour_of,
+)
 from om2p_lite.data.npy_io import IMPORTED
 from om2p_lite.envs import (
     ACTION_LAYOUTS,
@@ -53,9 +58,13 @@ class TrainConfig:
     # made with mpe2 (``STORED_DEFAULTS``, ``from_stored``); it has a factory, not a plain
     # default, so that nothing reading "absent = the default" takes such a run for force-xy.
     action_layout: str = field(default_factory=lambda: DEFAULT_ACTION_LAYOUT)
-    # MPE behaviour of generated data: scripted (the stored results') | trained (TD3 files,
-    # D4RL-style); HalfCheetah's is always trained. Never chosen by a file's presence.
-    behaviour: str = field(default_factory=lambda: LEGACY_BEHAVIOUR)
+    # MPE behaviour of generated data: trained (TD3 files, D4RL-style) | scripted (the data
+    # of the results stored before trained became the default: ``STORED_DEFAULTS`` reads a
+    # record without it as scripted). "" = the data set's default, set on construction by a
+    # fixed rule (``behaviour.default_behaviour_of``: trained on spread, tag, world with
+    # force-xy; scripted on spreadN and mpe2, where no policy ships), never by a file's
+    # presence; HalfCheetah's is always trained.
+    behaviour: str = ""
     steps: int = 1000  # gradient steps
     batch_size: int = 256  # transitions per step (same rows for every agent)
     lr: float = 3e-4  # Adam learning rate, actor and critic
@@ -107,6 +116,12 @@ class TrainConfig:
     progress: bool = True  # show a tqdm progress bar
     threads: int = 0  # torch CPU threads (0 = adapt to the load: the cores left idle)
     compile: bool = False  # torch.compile the stacked networks (see bench/population.py)
+
+    def __post_init__(self) -> None:
+        """Give ``behaviour`` "" its data set's default (the records then name it)."""
+        if self.behaviour == "" and isinstance(self.task, str) \
+                and isinstance(self.action_layout, str):
+            self.behaviour = default_behaviour_of(self.task, self.action_layout)
 
     @classmethod
     def from_stored(cls, values: Mapping[str, Any]) -> TrainConfig:

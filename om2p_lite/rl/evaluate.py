@@ -14,11 +14,11 @@ import torch
 
 
 def normalised_or_none(task: str, value: float, reward_variant: str = "mpe2",
-                       action_layout: str = "force-xy", behaviour: str = "scripted"
+                       action_layout: str = "force-xy", behaviour: str | None = None
                        ) -> float | None:
     """Normalised score from ``data/reference_returns.csv``, or None if it has no row yet
     (``action_layout``: the MPE layout of the data, mpe2 for the stored results;
-    ``behaviour``: the MPE data's behaviour, scripted for them)."""
+    ``behaviour``: the MPE data's behaviour, which picks the references' rows)."""
     try:
         from om2p_lite.data.reference import normalized_score
 
@@ -59,7 +59,7 @@ def evaluate_population(agent: Any, task: str, n_episodes: int, seeds: list[int]
                         device: torch.device | str = "cpu", reward_variant: str = "mpe2",
                         max_steps: int | None = None,
                         action_layout: str | None = None,
-                        behaviour: str = "scripted") -> list[dict[str, Any]]:
+                        behaviour: str | None = None) -> list[dict[str, Any]]:
     """``evaluate_agent`` for each member of a population at once: one vector of P·E envs.
 
     Member m's E environments and its policy noise are seeded with ``seeds[m]`` exactly as
