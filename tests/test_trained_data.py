@@ -265,8 +265,10 @@ def test_the_default_is_trained_where_a_policy_ships_else_scripted() -> None:
     """A fixed rule (never a file's presence): trained on the four tasks with the 2-d force,
     scripted on spreadN and in mpe2's layout; a record without the field stays scripted and
     an explicit choice is kept."""
-    from om2p_lite.data.behaviour import default_behaviour_of
+    from om2p_lite.data.behaviour import default_behaviour, default_behaviour_of
 
+    assert default_behaviour("spread4") == ("scripted", "")  # the rule: no note, no policy
+    assert default_behaviour("tag", action_layout="mpe2") == ("scripted", "")
     assert {default_behaviour_of(t) for t in ("spread", "tag", "world", "halfcheetah")} == \
         {"trained"}
     assert default_behaviour_of("spread4") == default_behaviour_of("tag", "mpe2") == "scripted"

@@ -208,14 +208,14 @@ def task_behaviour(task: str, behaviour: str) -> str:
 
 def default_behaviour(task: str, reward_variant: str = "mpe2",
                       action_layout: str = "force-xy") -> tuple[str, str]:
-    """The behaviour of a data set whose maker did not say (``data make`` without
-    ``--behaviour``): trained if the task's policy file exists, else scripted; with a
-    one-line note when it falls back, naming the command that trains the policy."""
-    if task_behaviour(task, "trained") == "trained" and \
+    """The behaviour ``data make`` uses when not told: ``default_behaviour_of``'s rule, but
+    scripted, with a one-line note naming the command that trains the policy, where the
+    rule says trained and the policy file is missing (a checkout without it still makes
+    data)."""
+    rule = default_behaviour_of(task, action_layout)
+    if rule == "scripted" or task_behaviour(task, "scripted") == "trained" or \
             behaviour_file(task, reward_variant, action_layout).exists():
-        return "trained", ""
-    if task_behaviour(task, "scripted") == "trained":  # HalfCheetah: nothing to choose
-        return "trained", ""
+        return rule, ""  # HalfCheetah (always trained) has nothing to choose
     path = behaviour_file(task, reward_variant, action_layout)
     flags = (f" --reward-variant {reward_variant}" if reward_variant != "mpe2" else "") + \
         (f" --action-layout {action_layout}" if action_layout != "force-xy" else "")
