@@ -504,5 +504,6 @@ def test_book_data_makes_chapter_04s_missing_sets_trained_ones_where_shipped(
     assert ("tag", "expert", "mpe2", "scripted") not in made  # already cached
     assert ("spread", "expert", "omar", "trained") in made  # its policy is shipped
     assert not any(t == "world" and b == "trained" for t, _, _, b in made)  # not shipped
-    assert len(made) == len(out) == 4 * 4 - 1 + 4
+    assert ("spread", "expert", "mpe2", "trained") in made  # Spread's two rewards' policies
+    assert len(made) == len(out) == 4 * 4 - 1 + 2 * 4
     assert "spread/expert (trained, omar reward)" in out
