@@ -239,7 +239,6 @@ def reading(episodes: pd.DataFrame, probes: pd.DataFrame, om2p: Sequence[str],
     return pd.DataFrame(rows)
 
 
-
 def complete_sets(counts: pd.DataFrame) -> tuple[set[tuple[str, str]], list[str]]:
     """The (task, quality) data sets whose runs are all stored, and 'task quality (k of n
     runs)' for each one that is not (``sweeps.Sweep.counts``)."""
@@ -268,6 +267,7 @@ def reading_sentence(row: Any) -> str:
             f"{row.om2p_best}: {vs['d']:+.1f} ± {vs['se']:.1f} points against Flow+Q, 95 % "
             f"interval {vs['ci95'][0]:+.1f} to {vs['ci95'][1]:+.1f}; critics converged: "
             f"{row.converged}; leaders by > 2 SE: {', '.join(row.leaders) or 'none'})")
+
 
 # --- the protocol test (data/experiments/protocol_test.toml): which protocol trains critics
 STABLE_WINDOW = 2000  # steps over which a trained critic's mean Q moves little

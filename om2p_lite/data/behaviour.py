@@ -194,9 +194,10 @@ def default_behaviour_of(task: str, action_layout: str = "force-xy") -> str:
 
 def resolve_behaviour(task: str, behaviour: str | None,
                       action_layout: str = "force-xy") -> str:
-    """``behaviour`` checked, or ``default_behaviour_of`` the data set when it is None/""."""
-    return check_behaviour(behaviour) if behaviour else default_behaviour_of(task,
-                                                                             action_layout)
+    """The behaviour that makes the data set: ``task_behaviour`` of ``behaviour``, or
+    ``default_behaviour_of`` the data set when it is None or ""."""
+    return task_behaviour(task, behaviour) if behaviour else default_behaviour_of(
+        task, action_layout)
 
 
 def task_behaviour(task: str, behaviour: str) -> str:
@@ -267,8 +268,7 @@ def behaviour_policy(spec: EnvSpec, quality: str, progress: float = 1.0,
         raise ValueError(f"unknown quality {quality!r}; choose one of {QUALITIES}")
     if quality == "random":
         return RandomPolicy(spec)
-    behaviour = resolve_behaviour(spec_task(spec), behaviour, spec.action_layout)
-    trained = task_behaviour(spec.task, behaviour) == "trained"
+    trained = resolve_behaviour(spec_task(spec), behaviour, spec.action_layout) == "trained"
     if trained and spec.task in SCRIPTED_PRESETS:
         if quality == "medium-replay":
             raise ValueError("trained medium-replay is the training run's replay, not a "

@@ -23,9 +23,7 @@ from om2p_lite.data.behaviour import (
     TRAINED_STD,
     behaviour_file,
     behaviour_policy,
-    check_behaviour,
     resolve_behaviour,
-    task_behaviour,
 )
 from om2p_lite.data.dataset import OfflineDataset, load_dataset, save_dataset
 from om2p_lite.data.errors import DatasetError
@@ -96,7 +94,7 @@ def dataset_path(task: str, quality: str, seed: int, budget: str,
     variant = "" if reward_variant == "mpe2" or base != "spread" else f"-{reward_variant}"
     layout = "" if check_action_layout(action_layout) == DEFAULT_ACTION_LAYOUT \
         or base not in MPE_TASKS else f"-{action_layout}"
-    trained = base in MPE_TASKS and check_behaviour(behaviour) == "trained" \
+    trained = base in MPE_TASKS and behaviour == "trained" \
         and quality != "random"
     return cache_dir() / (f"{task}{variant}{layout}{'-td3' if trained else ''}-{quality}"
                           f"-s{seed}-{budget}.npz")
@@ -160,7 +158,7 @@ def make_dataset(task: str, quality: str, seed: int = 0, n_transitions: int | No
     size = _check_size(n_transitions, task, spec.episode_length) if n_transitions is not None \
         else dataset_size(task, budget)
     n_episodes = math.ceil(size / spec.episode_length)
-    source = "uniform" if quality == "random" else task_behaviour(task, behaviour)
+    source = "uniform" if quality == "random" else behaviour
     policy_file = behaviour_file(task, spec.reward_variant, spec.action_layout) \
         if source == "trained" else None
     if source == "trained" and quality == "medium-replay" and base in MPE_TASKS:

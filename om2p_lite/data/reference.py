@@ -47,8 +47,8 @@ def reference_rows(budget: str = "book", seed: int = 0, tasks: tuple[str, ...] |
                    spread_rewards: tuple[str, ...] = ("mpe2", "omar")) -> list[dict]:
     """One row per (task, variant, quality): mean and std of the dataset's episode returns,
     the MPE data sets in ``action_layout`` made by ``behaviour`` (None: their default);
-    Spread's rows for the
-    rewards in ``spread_rewards`` (each trained Spread policy learnt one reward)."""
+    Spread's rows for the rewards in ``spread_rewards`` (each trained Spread policy learnt
+    one reward)."""
     rows = []
     for task, variant in REFERENCE_RUNS:
         if tasks is not None and task not in tasks:
@@ -67,8 +67,7 @@ def reference_rows(budget: str = "book", seed: int = 0, tasks: tuple[str, ...] |
                          "return_std": round(float(rets.std()), 4),
                          "checksum": ds.metadata["checksum"],
                          "action_layout": row_layout(task, action_layout),
-                         "behaviour": task_behaviour(task, resolve_behaviour(
-                             task, behaviour, action_layout))})
+                         "behaviour": resolve_behaviour(task, behaviour, action_layout)})
     return rows
 
 
@@ -131,7 +130,7 @@ def normalized_score(task: str, returns: float | np.ndarray, reward_variant: str
     ``behaviour.default_behaviour_of``; HalfCheetah: its trained policy)."""
     variant = "mamujoco" if task == "halfcheetah" else reward_variant
     layout = row_layout(task, action_layout)
-    source = task_behaviour(task, resolve_behaviour(task, behaviour, action_layout))
+    source = resolve_behaviour(task, behaviour, action_layout)
     ref = {r["quality"]: r["return_mean"] for r in read_reference(path)
            if r["task"] == task and r["reward_variant"] == variant
            and r["action_layout"] == layout and r["behaviour"] == source}
