@@ -148,6 +148,28 @@ def test_smoke_rerun_keeps_only_the_exclusions_of_its_smaller_grid(monkeypatch) 
     assert not any(c.startswith("world") for c in seen["doc"]["grid"]["exclude"])
 
 
+def test_smoke_rerun_keeps_only_the_variant_cells_of_its_smaller_grid(monkeypatch) -> None:
+    from om2p_lite.book import sweeps
+    from om2p_lite.rl.spec import experiment_cells, validate_experiment
+
+    seen = {}
+    monkeypatch.setattr("om2p_lite.rl.scheduler.run_experiment",
+                        lambda doc, **kwargs: seen.update(doc=doc))
+
+    def stop(root: Path) -> None:
+        raise StopIteration
+
+    monkeypatch.setattr(sweeps, "load_runs", stop)
+    with pytest.raises(StopIteration):
+        sweeps.load_sweep(sweeps.REPO / "data/experiments/main_fast_eta.toml", "smoke",
+                          smoke_grid={"tasks": ["spread"], "qualities": ["expert", "random"]})
+    doc = seen["doc"]
+    assert set(doc["variants"]) == {"eta=0.1", "eta=3"}  # eta=10 has no cell left: dropped
+    assert doc["variants"]["eta=0.1"]["cells"] == ["spread/expert"]
+    cells = {(t, q, v) for t, q, _, v, _ in experiment_cells(validate_experiment(doc))}
+    assert cells == {("spread", "expert", "eta=0.1"), ("spread", "random", "eta=3")}
+
+
 def test_load_episodes_and_reading_of_a_real_grid(tiny_grid: Path) -> None:
     episodes, probes = ev.load_episodes(tiny_grid)
     assert set(episodes["label"]) == {"bc", "flowq", "om2p/eta0.3", "om2p/eta3"}

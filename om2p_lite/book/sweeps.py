@@ -160,6 +160,7 @@ def load_sweep(experiment: str | Path, budget: str | None = None,
             grid["exclude"] = kept
             if not kept:
                 del grid["exclude"]
+        _narrow_variant_cells(doc)
         doc["grid"]["seeds"] = doc["grid"]["seeds"][:SMOKE_SEEDS]
         root = Path(tempfile.mkdtemp(prefix=f"om2p-{experiment.stem}-"))
         try:
@@ -213,6 +214,22 @@ def load_remade(remade: str | Path, older: str | Path, budget: str | None = None
                   f"resumes them); until it is complete this section reads "
                   f"{Path(older).name}, made at the older, undertrained protocol.")
     return sweep
+
+
+def _narrow_variant_cells(doc: dict[str, Any]) -> None:
+    """Keep each variant's ``cells`` that a smaller (smoke) grid still has; drop a variant
+    left with none, as the full grid would not run it on those data sets either."""
+    grid, variants = doc["grid"], doc.get("variants") or {}
+    for name in list(variants):
+        cells = variants[name].get("cells") if isinstance(variants[name], dict) else None
+        if cells is None:
+            continue
+        kept = [c for c in cells if c.split("/")[0] in grid["tasks"]
+                and c.split("/")[1] in grid["qualities"]]
+        if kept:
+            variants[name]["cells"] = kept
+        else:
+            del variants[name]
 
 
 def _in_order(df: pd.DataFrame, order: Sequence[str]) -> pd.DataFrame:

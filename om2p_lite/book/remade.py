@@ -1,0 +1,84 @@
+"""Chapter 10's remade main table (main_fast.toml beside main_fast_eta.toml): per data set
+and method the final score over seeds, and each OM2P row against the best stored
+baseline, paired by seed (the seeds share batches' order and evaluation start states)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pandas as pd
+
+from om2p_lite.book.evidence import paired, seed_scores
+
+CHOSEN = "om2p (chosen η)"  # main_fast_eta.toml's row, whatever η each data set chose
+OM2P_ROWS = ("om2p", CHOSEN)  # the rows compared against the baselines
+VERDICT_WORDS = {"above": "above", "below": "below", "equivalent": "equivalent within ±{m:g}",
+                 "undecided": "undecided"}
+
+
+def final_scores(main: pd.DataFrame, chosen: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per (task, quality, label, seed) the mean normalised score over the last
+    evaluation's episodes, of the main table's ``main`` episodes and, where given, the
+    chosen-η runs' ``chosen`` episodes under the label ``CHOSEN`` with their ``eta``."""
+    out = [seed_scores(main).assign(eta=float("nan"))]
+    if chosen is not None and len(chosen):
+        eta = chosen["variant"].str.extract(r"eta=([0-9.eE+-]+)")[0].astype(float)
+        tagged = chosen.assign(label=CHOSEN, eta=eta)
+        scores = seed_scores(tagged)
+        etas = tagged.groupby(["task", "quality", "seed"])["eta"].first()
+        scores["eta"] = [etas[(t, q, s)] for t, q, s in
+                         zip(scores["task"], scores["quality"], scores["seed"], strict=True)]
+        out.append(scores)
+    return pd.concat(out, ignore_index=True)
+
+
+def summary(final: pd.DataFrame) -> pd.DataFrame:
+    """Per (task, quality, label): mean and std over seeds, the number of seeds and, for
+    the chosen-η row, its η."""
+    return final.groupby(["task", "quality", "label"], as_index=False, sort=False).agg(
+        mean=("score", "mean"), std=("score", "std"), seeds=("seed", "size"),
+        eta=("eta", "first"))
+
+
+def against_best(final: pd.DataFrame, method: str, rivals: Sequence[str]) -> pd.DataFrame:
+    """Per data set where ``method`` and a rival are stored: ``method`` against the rival
+    with the best mean, paired by seed (``evidence.paired``: above / below by more than
+    2 SE, equivalent within the margin, else undecided)."""
+    rows = []
+    for (task, quality), block in final.groupby(["task", "quality"], sort=False):
+        by = {lab: g.set_index("seed")["score"] for lab, g in block.groupby("label")}
+        present = [r for r in rivals if r in by and r != method]
+        if method not in by or not present:
+            continue
+        rival = max(present, key=lambda r: by[r].mean())
+        p = paired(by[method], by[rival])
+        rows.append({"task": task, "quality": quality, "method": method,
+                     "mean": float(by[method].mean()), "rival": rival,
+                     "rival_mean": float(by[rival].mean()), "d": p["d"], "se": p["se"],
+                     "n": p["n"], "ci95": p["ci95"], "verdict": p["verdict"]})
+    return pd.DataFrame(rows, columns=["task", "quality", "method", "mean", "rival",
+                                       "rival_mean", "d", "se", "n", "ci95", "verdict"])
+
+
+def verdict_sentence(table: pd.DataFrame, name: str, margin: float) -> str:
+    """How many data sets put ``name`` above, below, equivalent to or undecided against
+    the best stored baseline."""
+    if not len(table):
+        return f"{name}: no data set has it and a baseline stored yet."
+    counts = table["verdict"].value_counts()
+    parts = [f"{VERDICT_WORDS[v].format(m=margin)} on {counts[v]}"
+             for v in VERDICT_WORDS if counts.get(v, 0)]
+    return (f"{name} against the best stored baseline, paired by seed: "
+            + ", ".join(parts) + f" of {len(table)} data sets.")
+
+
+def missing_algos(counts: pd.DataFrame) -> list[str]:
+    """The algorithms of a sweep with no finished run stored (``sweeps.Sweep.counts``)."""
+    done = counts.groupby("algo", sort=False)["finished"].sum()
+    return [a for a, n in done.items() if n == 0]
+
+
+def progress_by_algo(counts: pd.DataFrame) -> str:
+    """'om2p 36 of 36, cql 0 of 36, ...': each algorithm's stored runs against the file's."""
+    done = counts.groupby("algo", sort=False)[["finished", "expected"]].sum()
+    return ", ".join(f"{a} {int(r.finished)} of {int(r.expected)}" for a, r in done.iterrows())
