@@ -54,12 +54,14 @@ def test_against_best_picks_the_best_rival_and_pairs_by_seed() -> None:
     assert "above on 1" in text and "below on 1" in text and "±10 on 1" in text
     assert "of 3 data sets" in text
     assert "no data set" in remade.verdict_sentence(table.iloc[:0], "OM2P", 10.0)
+    assert "against OM2P at η = 1" in remade.verdict_sentence(table, "X", 10.0,
+                                                              "OM2P at η = 1")
 
 
-def test_missing_algos_names_the_share_with_nothing_stored() -> None:
+def test_incomplete_algos_names_each_share_not_fully_stored() -> None:
     counts = pd.DataFrame({"task": ["world"] * 3, "quality": ["expert"] * 3,
                            "algo": ["om2p", "cql", "omar"], "variant": [""] * 3,
-                           "finished": [3, 0, 0], "expected": [3, 3, 3]})
-    assert remade.missing_algos(counts) == ["cql", "omar"]
-    assert remade.missing_algos(counts.assign(finished=1)) == []
-    assert remade.progress_by_algo(counts) == "om2p 3 of 3, cql 0 of 3, omar 0 of 3"
+                           "finished": [3, 1, 0], "expected": [3, 3, 3]})
+    assert remade.incomplete_algos(counts) == {"cql": (1, 3), "omar": (0, 3)}
+    assert remade.incomplete_algos(counts.assign(finished=3)) == {}
+    assert remade.progress_by_algo(counts) == "om2p 3 of 3, cql 1 of 3, omar 0 of 3"

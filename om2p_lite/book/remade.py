@@ -60,22 +60,25 @@ def against_best(final: pd.DataFrame, method: str, rivals: Sequence[str]) -> pd.
                                        "rival_mean", "d", "se", "n", "ci95", "verdict"])
 
 
-def verdict_sentence(table: pd.DataFrame, name: str, margin: float) -> str:
-    """How many data sets put ``name`` above, below, equivalent to or undecided against
-    the best stored baseline."""
+def verdict_sentence(table: pd.DataFrame, name: str, margin: float,
+                     against: str = "the best stored baseline") -> str:
+    """How many data sets put ``name`` above, below, equivalent to or undecided
+    ``against`` its rival (an ``against_best`` table)."""
     if not len(table):
-        return f"{name}: no data set has it and a baseline stored yet."
+        return f"{name}: no data set has it and {against} stored yet."
     counts = table["verdict"].value_counts()
     parts = [f"{VERDICT_WORDS[v].format(m=margin)} on {counts[v]}"
              for v in VERDICT_WORDS if counts.get(v, 0)]
-    return (f"{name} against the best stored baseline, paired by seed: "
+    return (f"{name} against {against}, paired by seed: "
             + ", ".join(parts) + f" of {len(table)} data sets.")
 
 
-def missing_algos(counts: pd.DataFrame) -> list[str]:
-    """The algorithms of a sweep with no finished run stored (``sweeps.Sweep.counts``)."""
-    done = counts.groupby("algo", sort=False)["finished"].sum()
-    return [a for a, n in done.items() if n == 0]
+def incomplete_algos(counts: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """The algorithms of a sweep not all of whose runs are stored, with (stored, expected)
+    runs (``sweeps.Sweep.counts``)."""
+    done = counts.groupby("algo", sort=False)[["finished", "expected"]].sum()
+    return {a: (int(r.finished), int(r.expected)) for a, r in done.iterrows()
+            if r.finished < r.expected}
 
 
 def progress_by_algo(counts: pd.DataFrame) -> str:
