@@ -154,8 +154,7 @@ def load_sweep(experiment: str | Path, budget: str | None = None,
         doc["grid"].update(smoke_grid or {})
         if "exclude" in doc["grid"]:  # only the cells the smaller grid still has
             grid = doc["grid"]
-            kept = [c for c in grid["exclude"] if c.split("/")[0] in grid["tasks"]
-                    and c.split("/")[1] in grid["qualities"]
+            kept = [c for c in grid["exclude"] if _in_grid(c, grid)
                     and "/".join(c.split("/")[2:]) in grid["algos"]]
             grid["exclude"] = kept
             if not kept:
@@ -216,6 +215,12 @@ def load_remade(remade: str | Path, older: str | Path, budget: str | None = None
     return sweep
 
 
+def _in_grid(cell: str, grid: dict[str, Any]) -> bool:
+    """Whether a 'task/quality[/...]' cell's data set is in ``grid``."""
+    task, quality = cell.split("/")[:2]
+    return task in grid["tasks"] and quality in grid["qualities"]
+
+
 def _narrow_variant_cells(doc: dict[str, Any]) -> None:
     """Keep each variant's ``cells`` that a smaller (smoke) grid still has; drop a variant
     left with none, as the full grid would not run it on those data sets either."""
@@ -224,8 +229,7 @@ def _narrow_variant_cells(doc: dict[str, Any]) -> None:
         cells = variants[name].get("cells") if isinstance(variants[name], dict) else None
         if cells is None:
             continue
-        kept = [c for c in cells if c.split("/")[0] in grid["tasks"]
-                and c.split("/")[1] in grid["qualities"]]
+        kept = [c for c in cells if _in_grid(c, grid)]
         if kept:
             variants[name]["cells"] = kept
         else:
