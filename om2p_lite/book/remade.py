@@ -24,10 +24,8 @@ def final_scores(main: pd.DataFrame, chosen: pd.DataFrame | None = None) -> pd.D
     if chosen is not None and len(chosen):
         eta = chosen["variant"].str.extract(r"eta=([0-9.eE+-]+)")[0].astype(float)
         tagged = chosen.assign(label=CHOSEN, eta=eta)
-        scores = seed_scores(tagged)
-        etas = tagged.groupby(["task", "quality", "seed"])["eta"].first()
-        scores["eta"] = [etas[(t, q, s)] for t, q, s in
-                         zip(scores["task"], scores["quality"], scores["seed"], strict=True)]
+        etas = tagged.groupby(["task", "quality", "seed"], as_index=False)["eta"].first()
+        scores = seed_scores(tagged).merge(etas, on=["task", "quality", "seed"])
         out.append(scores)
     return pd.concat(out, ignore_index=True)
 
@@ -73,15 +71,18 @@ def verdict_sentence(table: pd.DataFrame, name: str, margin: float,
             + ", ".join(parts) + f" of {len(table)} data sets.")
 
 
+def _by_algo(counts: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Each algorithm's (stored, expected) runs, in the file's order."""
+    done = counts.groupby("algo", sort=False)[["finished", "expected"]].sum()
+    return {a: (int(r.finished), int(r.expected)) for a, r in done.iterrows()}
+
+
 def incomplete_algos(counts: pd.DataFrame) -> dict[str, tuple[int, int]]:
     """The algorithms of a sweep not all of whose runs are stored, with (stored, expected)
     runs (``sweeps.Sweep.counts``)."""
-    done = counts.groupby("algo", sort=False)[["finished", "expected"]].sum()
-    return {a: (int(r.finished), int(r.expected)) for a, r in done.iterrows()
-            if r.finished < r.expected}
+    return {a: (k, n) for a, (k, n) in _by_algo(counts).items() if k < n}
 
 
 def progress_by_algo(counts: pd.DataFrame) -> str:
     """'om2p 36 of 36, cql 0 of 36, ...': each algorithm's stored runs against the file's."""
-    done = counts.groupby("algo", sort=False)[["finished", "expected"]].sum()
-    return ", ".join(f"{a} {int(r.finished)} of {int(r.expected)}" for a, r in done.iterrows())
+    return ", ".join(f"{a} {k} of {n}" for a, (k, n) in _by_algo(counts).items())
