@@ -240,6 +240,29 @@ def test_grid_task_filter_keeps_one_share_and_refuses_unknown_tasks(tmp_path):
         plan_experiment(exp, tasks=["world"])
 
 
+def test_grid_quality_filter_keeps_one_share_and_refuses_unknown_qualities(tmp_path, capsys):
+    """`grid --quality Q` plans only the runs on Q's data (with --task and --algo too); a
+    quality outside the grid is one line naming the choices, exit 2."""
+    from om2p_lite.cli.main import main
+    from om2p_lite.rl.scheduler import plan_experiment
+
+    exp = tmp_path / "e.toml"
+    exp.write_text(f'results_dir = "{tmp_path / "r"}"\n[grid]\nalgos = ["bc", "td3bc"]\n'
+                   'tasks = ["spread", "tag"]\nqualities = ["random", "expert"]\n'
+                   'seeds = [0]\n')
+    runs = plan_experiment(exp, qualities=["expert"], tasks=["tag"], algos=["bc"]).runs
+    assert [(r.cfg.algo, r.cfg.task, r.cfg.quality) for r in runs] == [("bc", "tag", "expert")]
+    assert len(plan_experiment(exp, qualities=["random"]).runs) == 4
+    assert main(["grid", "--experiment", str(exp), "--quality", "medium", "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "qualities: medium not in" in err[0]
+    assert "choose from expert, random" in err[0]
+    assert main(["grid", "--experiment", str(exp), "--quality", "expert", "--task", "tag",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs, 0 finished, 2 to do" in out and "spread" not in out
+
+
 def test_grid_algo_filter_keeps_one_share_and_refuses_unknown_algos(tmp_path, capsys):
     """`grid --algo A` plans only A's runs (with --task too); an algorithm outside the grid
     is one line naming the choices, exit 2."""

@@ -133,7 +133,8 @@ def _grid(args: argparse.Namespace) -> int:
     if args.dry_run:
         plan = plan_experiment(args.experiment, results_dir=args.results_dir,
                                overrides=overrides, max_members=args.max_members,
-                               max_runs=args.max_runs, tasks=args.task, algos=args.algo)
+                               max_runs=args.max_runs, tasks=args.task, algos=args.algo,
+                               qualities=args.quality)
         print(plan.headline())
         for out, err in plan.failures.items():
             print(f"{out}: {err}")
@@ -151,7 +152,7 @@ def _grid(args: argparse.Namespace) -> int:
         run_experiment(args.experiment, results_dir=args.results_dir, overrides=overrides,
                        max_members=args.max_members, dask=args.dask, dask_security=security,
                        progress=True, max_runs=args.max_runs, tasks=args.task,
-                       algos=args.algo,
+                       algos=args.algo, qualities=args.quality,
                        keep_checkpoints=args.keep_checkpoints, command=_command())
     except ExperimentFailed as err:
         print(f"error: {len(err.failures)} of {err.total} runs failed (see above and each "
@@ -217,6 +218,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--algo", action="append", default=[],
                    help="only the runs of this algorithm (repeatable), e.g. the slow CQL "
                         "and OMAR on a GPU and the rest on a CPU")
+    p.add_argument("--quality", action="append", default=[],
+                   help="only the runs on data of this quality (repeatable), e.g. a slow "
+                        "algorithm on the decisive experiment's data sets first")
     p.add_argument("--checkpoint-every", type=count, default=0,
                    help="steps between checkpoints, so that a stopped grid (a preempted "
                         "node) resumes its runs mid-way (0: the experiment's setting)")

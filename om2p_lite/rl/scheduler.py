@@ -240,11 +240,12 @@ def plan_experiment(path_or_doc: str | Path | dict[str, Any], *,
                     results_dir: str | Path | None = None,
                     overrides: dict[str, Any] | None = None, max_members: int = 16,
                     max_runs: int = 0, tasks: Sequence[str] = (),
-                    algos: Sequence[str] = ()) -> Plan:
+                    algos: Sequence[str] = (), qualities: Sequence[str] = ()) -> Plan:
     """Validate an experiment and its folders; sort its runs into finished and to do, the
-    latter (the first ``max_runs`` if > 0) grouped into populations. ``tasks`` and ``algos``
-    keep only the runs on those tasks and of those algorithms (a share of one grid for one
-    machine, e.g. MuJoCo on a CPU, CQL and OMAR on a GPU)."""
+    latter (the first ``max_runs`` if > 0) grouped into populations. ``tasks``, ``algos``
+    and ``qualities`` keep only the runs on those tasks, of those algorithms and on data
+    of those qualities (a share of one grid for one machine, e.g. MuJoCo on a CPU, CQL and
+    OMAR on a GPU, or the slow algorithms on a few data sets first)."""
     if isinstance(path_or_doc, dict):
         doc, where = path_or_doc, "experiment"
     else:
@@ -252,6 +253,7 @@ def plan_experiment(path_or_doc: str | Path | dict[str, Any], *,
     runs = runs_of(doc, results_dir, overrides, where)
     runs = _share(runs, "task", tasks, where)
     runs = _share(runs, "algo", algos, where)
+    runs = _share(runs, "quality", qualities, where)
     root = results_root(doc, results_dir)
     check_folder(root, "results_dir")
     for parent in sorted({str(Path(r.out_dir).parent) for r in runs}):
@@ -285,7 +287,8 @@ def _share(runs: list[Run], field: str, wanted: Sequence[str], where: str) -> li
     known = sorted({getattr(r.cfg, field) for r in runs})
     unknown = sorted(set(wanted) - set(known))
     if unknown:
-        raise ValueError(f"{field}s: {', '.join(unknown)} not in {where}'s grid. Fix: "
+        plural = {"quality": "qualities"}.get(field, f"{field}s")
+        raise ValueError(f"{plural}: {', '.join(unknown)} not in {where}'s grid. Fix: "
                          f"choose from {', '.join(known)}")
     return [r for r in runs if getattr(r.cfg, field) in wanted]
 
@@ -296,7 +299,7 @@ def run_experiment(path_or_doc: str | Path | dict[str, Any], *,
                    dask: str = "", progress: bool = False, max_runs: int = 0,
                    keep_checkpoints: bool = False, command: str | None = None,
                    poll_s: float = 2.0, tasks: Sequence[str] = (),
-                   algos: Sequence[str] = (),
+                   algos: Sequence[str] = (), qualities: Sequence[str] = (),
                    dask_security: Any = None) -> list[dict[str, Any]]:
     """Run every unfinished run of an experiment as populations; return every run's result.
 
@@ -312,7 +315,7 @@ def run_experiment(path_or_doc: str | Path | dict[str, Any], *,
         check_dask_address(dask)
     plan = plan_experiment(path_or_doc, results_dir=results_dir, overrides=overrides,
                            max_members=max_members, max_runs=max_runs, tasks=tasks,
-                           algos=algos)
+                           algos=algos, qualities=qualities)
     if plan.todo:
         try:
             plan.root.mkdir(parents=True, exist_ok=True)
