@@ -136,6 +136,22 @@ def test_critic_shapes_polyak_and_normalised_q() -> None:
     assert (qv.grad < 0).all()  # minimising the loss raises Q
 
 
+def test_first_critic_alone_is_the_ensembles_first_and_costs_its_share_only() -> None:
+    """critic(o, a, n_q=1) is exactly Q_1 of the full pass (TD3's and OMAR's actor read it);
+    the other critics get no gradient, and an n_q outside 1..n_q is a clear error."""
+    critic = StackedCritic(3, 6, 2, 16, 2, n_q=3)
+    o, a = torch.randn(4, 5, 3, 6), torch.randn(4, 5, 3, 2)
+    full = critic(o, a)
+    assert full.shape == (3, 4, 5, 3)
+    for k in (1, 2):
+        assert torch.equal(critic(o, a, n_q=k), full[:k])
+    critic(o, a, n_q=1).sum().backward()
+    w = critic.net.net[0].weight.grad.view(3, 3, *critic.net.net[0].weight.shape[1:])
+    assert w[0].abs().sum() > 0 and not w[1:].any()  # (critic, agent) members
+    with pytest.raises(ValueError, match="n_q must be in 1..3, got 4"):
+        critic(o, a, n_q=4)
+
+
 def test_q_loss_without_normalisation_is_minus_mean_q():
     from om2p_lite.rl.critics import normalised_q_loss
 
@@ -165,9 +181,10 @@ class FixedQ(torch.nn.Module):
         super().__init__()
         self.n_q = n_q
 
-    def forward(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    def forward(self, o: torch.Tensor, a: torch.Tensor, n_q: int | None = None,
+                ) -> torch.Tensor:
         base = a.sum(-1) + 1.0
-        return torch.stack([(j + 1) * base for j in range(self.n_q)])
+        return torch.stack([(j + 1) * base for j in range(n_q or self.n_q)])
 
 
 def _q0(row: list[float]) -> float:

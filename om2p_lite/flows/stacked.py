@@ -31,9 +31,12 @@ class StackedLinear(nn.Module):
         xm = swap_axes(x.reshape(-1, M, d_in), 0, 1)  # (M, N, in)
         return swap_axes(self.forward_members(xm), 0, 1).reshape(*lead, M, -1)
 
-    def forward_members(self, xm: torch.Tensor) -> torch.Tensor:
-        """Member-major x: (M, N, in) → (M, N, out), one batched matmul."""
-        return torch.baddbmm(self.bias.unsqueeze(1), xm, self.weight)  # (M, N, out)
+    def forward_members(self, xm: torch.Tensor, first: int | None = None) -> torch.Tensor:
+        """Member-major x: (M, N, in) → (M, N, out), one batched matmul (``first``: only
+        the first M members' weights, for a caller that needs only those)."""
+        w, b = (self.weight, self.bias) if first is None else \
+            (self.weight[:first], self.bias[:first])
+        return torch.baddbmm(b.unsqueeze(1), xm, w)  # (M, N, out)
 
 
 class StackedLayerNorm(nn.Module):
@@ -50,10 +53,12 @@ class StackedLayerNorm(nn.Module):
         x = nn.functional.layer_norm(x, x.shape[-1:], eps=self.eps)
         return x * self.weight + self.bias
 
-    def forward_members(self, xm: torch.Tensor) -> torch.Tensor:
-        """Member-major x: (M, N, dim) → same shape."""
+    def forward_members(self, xm: torch.Tensor, first: int | None = None) -> torch.Tensor:
+        """Member-major x: (M, N, dim) → same shape (``first``: as ``StackedLinear``)."""
+        w, b = (self.weight, self.bias) if first is None else \
+            (self.weight[:first], self.bias[:first])
         xm = nn.functional.layer_norm(xm, xm.shape[-1:], eps=self.eps)
-        return xm * self.weight.unsqueeze(1) + self.bias.unsqueeze(1)
+        return xm * w.unsqueeze(1) + b.unsqueeze(1)
 
 
 class StackedMLP(nn.Module):
@@ -92,10 +97,12 @@ class StackedMLP(nn.Module):
         xm = swap_axes(x.reshape(-1, M, self.in_dim), 0, 1)  # (M, N, in)
         return swap_axes(self.forward_members(xm), 0, 1).reshape(*lead, M, self.out_dim)
 
-    def forward_members(self, xm: torch.Tensor) -> torch.Tensor:
-        """Member-major x: (M, N, in_dim) → (M, N, out_dim)."""
+    def forward_members(self, xm: torch.Tensor, first: int | None = None) -> torch.Tensor:
+        """Member-major x: (M, N, in_dim) → (M, N, out_dim); with ``first``, x holds only
+        the first ``first`` members and only their networks run."""
         for layer in self.net:
-            xm = layer.forward_members(xm) if hasattr(layer, "forward_members") else layer(xm)
+            xm = layer.forward_members(xm, first) if hasattr(layer, "forward_members") \
+                else layer(xm)
         return xm
 
     @classmethod

@@ -32,13 +32,22 @@ class StackedCritic(nn.Module):
         self.net = StackedMLP(n_q * n_agents, obs_dim + act_dim, 1, hidden, depth, layer_norm,
                               activation)
 
-    def forward(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """o: (..., A, obs), a: (..., A, act) → Q: (n_q, ..., A); members are (critic, agent)."""
+    def forward(self, o: torch.Tensor, a: torch.Tensor, n_q: int | None = None,
+                ) -> torch.Tensor:
+        """o: (..., A, obs), a: (..., A, act) → Q: (n_q, ..., A); members are (critic, agent).
+
+        ``n_q`` < the ensemble's runs only the first ``n_q`` critics (TD3's and OMAR's
+        actor read the first alone), so the others cost nothing.
+        """
         x = torch.cat([o, a], dim=-1)  # (..., A, in)
-        lead, (A, d_in), n_q = x.shape[:-2], x.shape[-2:], self.n_q
+        lead, (A, d_in) = x.shape[:-2], x.shape[-2:]
+        n_q = self.n_q if n_q is None else n_q
+        if not 1 <= n_q <= self.n_q:
+            raise ValueError(f"StackedCritic: n_q must be in 1..{self.n_q}, got {n_q}")
         xm = swap_axes(x.reshape(-1, A, d_in), 0, 1)  # (A, N, in), member-major
         xm = xm.unsqueeze(0).expand(n_q, A, *xm.shape[1:]).reshape(n_q * A, -1, d_in)
-        q = self.net.forward_members(xm).view(n_q, A, -1)  # (n_q, A, N)
+        first = None if n_q == self.n_q else n_q * A  # critic-major: critic j's agents
+        q = self.net.forward_members(xm, first).view(n_q, A, -1)  # (n_q, A, N)
         return swap_axes(q, 1, 2).reshape(n_q, *lead, A)  # (n_q, ..., A)
 
 
@@ -63,15 +72,17 @@ class JointCritic(nn.Module):
         own[torch.arange(team), torch.arange(team)] = 1.0
         self.register_buffer("own", own.reshape(team, team * act_dim), persistent=False)
 
-    def forward(self, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """o: (..., A, obs), a: (..., A, act) → Q: (n_q, ..., A)."""
+    def forward(self, o: torch.Tensor, a: torch.Tensor, n_q: int | None = None,
+                ) -> torch.Tensor:
+        """o: (..., A, obs), a: (..., A, act) → Q: (n_q, ..., A) (``n_q``: as
+        ``StackedCritic``)."""
         *lead, A, D = o.shape
         if A != self.team:
             raise ValueError(f"JointCritic: a team of {self.team} agents, got {A}")
         o_all = o.reshape(*lead, 1, A * D).expand(*lead, A, A * D)  # (..., A, A·D)
         a_all = a.reshape(*lead, 1, -1).expand(*lead, A, self.own.shape[1])  # (..., A, A·d)
         a_all = a_all.detach() * (1 - self.own) + a_all * self.own  # own action's gradient
-        return self.inner(o_all, a_all)
+        return self.inner(o_all, a_all, n_q)
 
 
 def td_target(q_next: torch.Tensor, rewards: torch.Tensor, dones: torch.Tensor,

@@ -418,7 +418,7 @@ class DeterministicActorAgent(ActorCriticAgent):
         the critics frozen so that only dQ/da reaches the actor."""
         a_pi = self.policy(obs) * self.act_mask
         with frozen(self.critic):
-            q = self.critic(obs, a_pi)[0]  # (B, A): first critic, as TD3
+            q = self.critic(obs, a_pi, n_q=1)[0]  # (B, A): first critic, as TD3
         return a_pi, q
 
     def next_action(self, next_obs: torch.Tensor) -> torch.Tensor:

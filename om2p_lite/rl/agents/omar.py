@@ -55,7 +55,7 @@ class OMARAgent(CQLAgent):
         for _ in range(self.cfg.omar_iters):
             eps = self.randn(n, *shape, agent_dim=-2)
             cand = (mu + sigma * eps).clamp(-1, 1) * self.act_mask  # (n, B, A, d)
-            q = self.critic(obs_n, cand)[0]  # (n, B, A)
+            q = self.critic(obs_n, cand, n_q=1)[0]  # (n, B, A)
             mu, sigma = softmax_refit(cand, q, self.cfg.omar_elites)
         top_q, top_i = q.max(0)  # (B, A)
         top_a = torch.gather(cand, 0, top_i[None, ..., None].expand(1, *shape))[0]
@@ -66,7 +66,7 @@ class OMARAgent(CQLAgent):
         obs = batch["obs"]
         a_pi = self.policy(obs) * self.act_mask
         with frozen(self.critic):
-            q = self.critic(obs, a_pi)[0]  # (B, A): first critic, as OMAR's code
+            q = self.critic(obs, a_pi, n_q=1)[0]  # (B, A): first critic, as OMAR's code
         a_search, q_search = self.search(obs)
         better = (q_search > q.detach()).unsqueeze(-1)
         a_hat = torch.where(better, a_search, a_pi.detach())  # the rectified target
