@@ -80,7 +80,7 @@ def population(algo: str, n_members: int, hidden: int, depth: int, batch: int, d
                device: torch.device, compile_nets: bool = False,
                **fields: Any) -> dict[str, Callable]:
     """The timed calls of one population: a training step and an update on a fixed batch
-    (``fields``: other TrainConfig fields, e.g. another task or estimator)."""
+    (``fields``: other TrainConfig fields, e.g. another task or estimator), and its agent."""
     cfg = TrainConfig(**{"task": TASK, "quality": QUALITY, **fields}, algo=algo,
                       batch_size=batch, hidden=hidden, depth=depth, critic_hidden=hidden,
                       critic_depth=depth, compile=compile_nets)
@@ -101,7 +101,8 @@ def population(algo: str, n_members: int, hidden: int, depth: int, batch: int, d
     def flops() -> float:
         return update_flops(agent, fixed)
 
-    return {"train_step": train_step, "update": update, "flops": flops}
+    return {"train_step": train_step, "update": update, "flops": flops,
+            "agent": lambda: agent}
 
 
 class BaselineStep:

@@ -164,3 +164,17 @@ def test_peer_table_reads_a_peer_result():
     assert pd.isna(table.loc["official", "gflops_per_s"])
     with pytest.raises(ValueError, match="expected a 'peer' result"):
         peer_table({"benchmark": "population"})
+
+
+def test_first_critic_bench_times_both_paths_and_finds_the_same_updates(tmp_path: Path):
+    """bench/first_critic.py at a tiny budget: per algorithm both paths timed, the same
+    parameters after a few updates, and a JSON with its provenance."""
+    payload = _bench("first_critic").main([*TINY, "--out", str(tmp_path), "--batch", "8",
+                                           "--rounds", "1", "--algos", "td3bc,omar"])
+    saved = json.loads((tmp_path / "first_critic_cpu.json").read_text())
+    assert saved["benchmark"] == "first_critic" and saved == json.loads(json.dumps(payload))
+    assert [r["algo"] for r in saved["results"]] == ["td3bc", "omar"]
+    for r in saved["results"]:
+        assert r["bitwise_same"] is True and r["first_critic_ms"] > 0
+        assert r["ratio"] == pytest.approx(r["first_critic_ms"] / r["whole_ensemble_ms"])
+    assert "git_commit" in saved["meta"] and saved["meta"]["members"] == 3
