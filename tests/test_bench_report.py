@@ -178,3 +178,8 @@ def test_first_critic_bench_times_both_paths_and_finds_the_same_updates(tmp_path
         assert r["bitwise_same"] is True and r["first_critic_ms"] > 0
         assert r["ratio"] == pytest.approx(r["first_critic_ms"] / r["whole_ensemble_ms"])
     assert "git_commit" in saved["meta"] and saved["meta"]["members"] == 3
+    table = br.first_critic_table(br.load_results(tmp_path)["first_critic_cpu"])
+    assert list(table.index) == [("16x1", "td3bc"), ("16x1", "omar")]
+    assert table["bitwise_same"].all() and (table["ratio"] > 0).all()
+    with pytest.raises(ValueError, match="expected a 'first_critic' result"):
+        br.first_critic_table({"benchmark": "scaling"})

@@ -14,7 +14,8 @@ import pandas as pd
 
 from om2p_lite.book.plots import PALETTE, lines
 
-BENCHMARKS = ("sampling_latency", "train_step_cost", "scaling", "population", "peer")
+BENCHMARKS = ("sampling_latency", "train_step_cost", "scaling", "population", "peer",
+              "first_critic")
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "data" / "results" / "bench"
 
 
@@ -74,6 +75,14 @@ def population_table(payload: Mapping[str, Any]) -> pd.DataFrame:
     cols = ["size", "members", "ms_per_member_step", "vs_one_run", "om2p_vs_td3bc",
             "flop_ratio"]
     return pd.DataFrame(payload["results"])[cols].set_index(["size", "members"])
+
+
+def first_critic_table(payload: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows (size, algo): ``agent.update`` ms with the first critic alone and with the whole
+    ensemble, their ratio, and whether both gave bitwise the same parameters."""
+    _check(payload, "first_critic")
+    cols = ["size", "algo", "first_critic_ms", "whole_ensemble_ms", "ratio", "bitwise_same"]
+    return pd.DataFrame(payload["results"])[cols].set_index(["size", "algo"])
 
 
 def peer_table(payload: Mapping[str, Any]) -> pd.DataFrame:
