@@ -76,14 +76,13 @@ def same_updates(algo: str, ds, device: torch.device, hidden: int, depth: int,
 def run(args) -> dict:
     device = setup(args)
     ds = get_dataset("world", "medium", 0, "smoke")
-    rows = []
+    clock, rows = clock_of(args, device), []
     for size, (hidden, depth) in parse_sizes(args.sizes).items():
         for algo in args.algos.split(","):
             calls = population(algo, 3, hidden, depth, args.batch, ds, device,
                                gamma=0.95, tau=0.05)
             t = interleaved_seconds(_paths(calls["update"]), device, args.repeats,
                                     args.warmup, args.rounds)
-            clock = clock_of(args, device)
             new, old = t["first_critic"][clock], t["whole_ensemble"][clock]
             rows.append({"size": size, "algo": algo, "first_critic_ms": 1e3 * new,
                          "whole_ensemble_ms": 1e3 * old, "ratio": new / old,

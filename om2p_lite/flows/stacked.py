@@ -33,10 +33,8 @@ class StackedLinear(nn.Module):
 
     def forward_members(self, xm: torch.Tensor, first: int | None = None) -> torch.Tensor:
         """Member-major x: (M, N, in) → (M, N, out), one batched matmul (``first``: only
-        the first M members' weights, for a caller that needs only those)."""
-        w, b = (self.weight, self.bias) if first is None else \
-            (self.weight[:first], self.bias[:first])
-        return torch.baddbmm(b.unsqueeze(1), xm, w)  # (M, N, out)
+        the first M members' weights, for a caller that needs only those; None: all)."""
+        return torch.baddbmm(self.bias[:first].unsqueeze(1), xm, self.weight[:first])
 
 
 class StackedLayerNorm(nn.Module):
@@ -55,10 +53,8 @@ class StackedLayerNorm(nn.Module):
 
     def forward_members(self, xm: torch.Tensor, first: int | None = None) -> torch.Tensor:
         """Member-major x: (M, N, dim) → same shape (``first``: as ``StackedLinear``)."""
-        w, b = (self.weight, self.bias) if first is None else \
-            (self.weight[:first], self.bias[:first])
         xm = nn.functional.layer_norm(xm, xm.shape[-1:], eps=self.eps)
-        return xm * w.unsqueeze(1) + b.unsqueeze(1)
+        return xm * self.weight[:first].unsqueeze(1) + self.bias[:first].unsqueeze(1)
 
 
 class StackedMLP(nn.Module):
