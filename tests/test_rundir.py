@@ -3,6 +3,7 @@ process owns a folder at a time, JSON never holds NaN, and a killed run's lock i
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -113,9 +114,14 @@ def test_lock_refuses_a_second_owner_and_reports_a_stale_lock(tmp_path: Path) ->
     import socket
 
     (run / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname()}))
-    with pytest.warns(RuntimeWarning, match=f"stale lock of process {pid}"):
+    with pytest.warns(RuntimeWarning, match=f"stale lock of process {pid}") as caught:
         with run_folder_lock(run):
             assert json.loads((run / LOCK_NAME).read_text())["pid"] == os.getpid()
+    assert caught[0].filename == __file__  # it names the caller's line, not contextlib's
+    (run / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname()}))
+    with pytest.warns(RuntimeWarning, match="stale lock") as caught, contextlib.ExitStack() as st:
+        st.enter_context(run_folder_lock(run))
+    assert caught[0].filename == __file__  # also through an ExitStack
     # another host's lock cannot be checked: refused
     (run / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
     with pytest.raises(RunFolderBusy, match="elsewhere"):

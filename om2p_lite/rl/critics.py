@@ -46,8 +46,8 @@ class StackedCritic(nn.Module):
             raise ValueError(f"StackedCritic: n_q must be in 1..{self.n_q}, got {n_q}")
         xm = swap_axes(x.reshape(-1, A, d_in), 0, 1)  # (A, N, in), member-major
         xm = xm.unsqueeze(0).expand(n_q, A, *xm.shape[1:]).reshape(n_q * A, -1, d_in)
-        first = None if n_q == self.n_q else n_q * A  # critic-major: critic j's agents
-        q = self.net.forward_members(xm, first).view(n_q, A, -1)  # (n_q, A, N)
+        # members are critic-major, so the first n_q critics are the first n_q * A members
+        q = self.net.forward_members(xm, n_q * A).view(n_q, A, -1)  # (n_q, A, N)
         return swap_axes(q, 1, 2).reshape(n_q, *lead, A)  # (n_q, ..., A)
 
 

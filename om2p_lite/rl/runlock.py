@@ -6,9 +6,11 @@ Not the run folder's files (``rundir``, which re-exports these, and ``runfiles``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -31,6 +33,16 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that names the first frame outside this module and ``contextlib``,
+    so a warning points at the caller's ``with`` line, not at ``contextlib``'s internals."""
+    skip = {os.path.abspath(__file__), os.path.abspath(contextlib.__file__)}
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename) in skip:
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def read_lock(lock: Path) -> dict[str, Any]:
@@ -65,7 +77,7 @@ def run_folder_lock(path: str | Path) -> Iterator[Path]:
             pid, host = owner.get("pid"), owner.get("host")
             if host == me["host"] and isinstance(pid, int) and not _pid_alive(pid):
                 warnings.warn(f"{folder}: stale lock of process {pid} (no longer running) "
-                              f"taken over", RuntimeWarning, stacklevel=3)
+                              f"taken over", RuntimeWarning, stacklevel=_caller_stacklevel())
                 lock.unlink(missing_ok=True)
                 continue
             if not owner:  # being written right now, or garbage: look again shortly
