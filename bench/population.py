@@ -7,7 +7,9 @@ one training step = ``population.sample_population_batch`` (each member's own ba
 OM2P (fd) and MA-TD3+BC built by ``population.build_population`` at the same sizes.
 Everything of one network size is timed interleaved in rounds (``benchlib``), so a slow
 spell of a shared machine hits every candidate alike; ratios within one run are what count.
-Run: ``python bench/population.py`` (writes data/results/bench/population_cpu.json)
+Run: ``python bench/population.py`` (writes data/results/bench/population_cpu.json);
+``--algo cql`` (or any other algorithm) times that algorithm's training step alone, with no
+update ratio, and writes population_cql_cpu.json: whether stacking seeds pays for it.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from benchlib import (
     write_json,
 )
 
-from om2p_lite.rl.agents import dims_of
+from om2p_lite.rl.agents import ALGORITHMS, dims_of
 from om2p_lite.rl.config import TrainConfig
 from om2p_lite.rl.population import (
     BATCH_SEED_OFFSET,
@@ -189,15 +191,18 @@ def run(args) -> dict:
         fns: dict[str, Callable] = {}
         flops: dict[int, int] = {}
         for P in members:
-            om2p = population("om2p", P, hidden, depth, args.batch, ds, device)
-            td3 = population("td3bc", P, hidden, depth, args.batch, ds, device)
-            fns[f"train/{P}"] = om2p["train_step"]
-            fns[f"om2p/{P}"] = om2p["update"]
-            fns[f"td3bc/{P}"] = td3["update"]
-            flops[P] = (om2p["flops"](), td3["flops"]())
+            timed = population(args.algo, P, hidden, depth, args.batch, ds, device)
+            fns[f"train/{P}"] = timed["train_step"]
+            flops[P] = (timed["flops"](),)
+            if args.algo == "om2p":  # OM2P's update against MA-TD3+BC's, same members
+                td3 = population("td3bc", P, hidden, depth, args.batch, ds, device)
+                fns[f"om2p/{P}"] = timed["update"]
+                fns[f"td3bc/{P}"] = td3["update"]
+                flops[P] += (td3["flops"](),)
         secs = interleaved_seconds(fns, device, args.repeats, args.warmup, args.rounds)
         t = THROUGHPUT_TARGET
-        if args.baseline and size == t["size"] and {1, t["members"]} <= set(members):
+        if (args.baseline and args.algo == "om2p" and size == t["size"]
+                and {1, t["members"]} <= set(members)):
             med = compare_baseline(args, ds_path, hidden, depth,
                                    {"one_run": fns["train/1"],
                                     "population": fns[f"train/{t['members']}"]}, clock)
@@ -213,25 +218,28 @@ def run(args) -> dict:
         base = secs["train/1"][clock] if "train/1" in secs else None
         for P in members:
             step = secs[f"train/{P}"][clock]
-            row = {"size": size, "hidden": hidden, "depth": depth, "members": P,
-                   "step_s": step, "member_steps_per_s": P / step,
+            row = {"algo": args.algo, "size": size, "hidden": hidden, "depth": depth,
+                   "members": P, "step_s": step, "member_steps_per_s": P / step,
                    "ms_per_member_step": 1e3 * step / P,
                    "vs_one_run": base / (step / P) if base else None,
-                   "om2p_update_s": secs[f"om2p/{P}"][clock],
-                   "td3bc_update_s": secs[f"td3bc/{P}"][clock],
                    "wall_s": secs[f"train/{P}"]["wall"], "cpu_s": secs[f"train/{P}"]["cpu"],
-                   "update_flops": flops[P][0], "td3bc_update_flops": flops[P][1],
-                   "flop_ratio": flops[P][0] / flops[P][1],
-                   "update_gflops_per_s": flops[P][0] / secs[f"om2p/{P}"][clock] / 1e9}
-            row["om2p_vs_td3bc"] = row["om2p_update_s"] / row["td3bc_update_s"]
+                   "update_flops": flops[P][0]}
+            if args.algo == "om2p":
+                row.update({"om2p_update_s": secs[f"om2p/{P}"][clock],
+                            "td3bc_update_s": secs[f"td3bc/{P}"][clock],
+                            "td3bc_update_flops": flops[P][1],
+                            "flop_ratio": flops[P][0] / flops[P][1],
+                            "update_gflops_per_s": flops[P][0] / secs[f"om2p/{P}"][clock] / 1e9})
+                row["om2p_vs_td3bc"] = row["om2p_update_s"] / row["td3bc_update_s"]
             rows.append(row)
-            print(f"  {size} P={P:3d} {row['ms_per_member_step']:7.2f} ms/member-step "
-                  f"(x{row['vs_one_run'] or 0:.2f} one run)  OM2P/TD3+BC update "
-                  f"{row['om2p_vs_td3bc']:.2f}", flush=True)
+            ratio = (f"  OM2P/TD3+BC update {row['om2p_vs_td3bc']:.2f}"
+                     if args.algo == "om2p" else "")
+            print(f"  {args.algo} {size} P={P:3d} {row['ms_per_member_step']:7.2f} "
+                  f"ms/member-step (x{row['vs_one_run'] or 0:.2f} one run){ratio}", flush=True)
         del fns
-    if args.compile_members:
+    if args.compile_members and args.algo == "om2p":
         compile_rows = compare_compile(args, ds, device, clock)
-    checks = target_checks(rows, baseline)
+    checks = target_checks(rows, baseline) if args.algo == "om2p" else []
     payload = {"benchmark": "population",
                "meta": meta(args, device, task=TASK, quality=QUALITY, batch=args.batch,
                             dataset=f"get_dataset({TASK!r}, {QUALITY!r}, 0, 'smoke'), "
@@ -239,15 +247,19 @@ def run(args) -> dict:
                             rounds=args.rounds, load_average_before=list(load_before),
                             load_average_after=list(os.getloadavg()),
                             matmul_peak_gflops=peak / 1e9,
+                            algo=args.algo,
                             step="population.sample_population_batch + agent.update "
-                                 "(OM2P, fd, eta 1, beta55 time sampler)",
+                                 + ("(OM2P, fd, eta 1, beta55 time sampler)"
+                                    if args.algo == "om2p" else f"({args.algo}, defaults)"),
                             update_ratio="agent.update on a fixed batch: OM2P (fd) / "
-                                         "MA-TD3+BC, same members, sizes and batch",
+                                         "MA-TD3+BC, same members, sizes and batch"
+                                         if args.algo == "om2p" else None,
                             one_run="P = 1 of this run (the same code as a single run)"),
                "results": rows, "baseline": baseline, "compile": compile_rows,
                "targets": checks}
     show(rows, compile_rows, checks)
-    write_json(args.out, f"population_{device.type}", payload)
+    name = "population" if args.algo == "om2p" else f"population_{args.algo}"
+    write_json(args.out, f"{name}_{device.type}", payload)
     return payload
 
 
@@ -295,19 +307,24 @@ def target_checks(rows: list[dict], baseline: dict[str, Any]) -> list[dict]:
 
 
 def show(rows: list[dict], compile_rows: list[dict], checks: list[dict]) -> None:
-    print_table(rows, ["size", "members", "ms_per_member_step", "member_steps_per_s",
-                       "vs_one_run", "om2p_update_s", "td3bc_update_s", "om2p_vs_td3bc",
-                       "flop_ratio", "update_gflops_per_s"],
-                "Population throughput (World, batch 256) and OM2P / MA-TD3+BC update time")
+    cols = ["algo", "size", "members", "ms_per_member_step", "member_steps_per_s",
+            "vs_one_run", "om2p_update_s", "td3bc_update_s", "om2p_vs_td3bc", "flop_ratio",
+            "update_gflops_per_s"]
+    print_table(rows, [c for c in cols if c in rows[0]],
+                "Population throughput (World) and OM2P / MA-TD3+BC update time")
     if compile_rows:
         print_table(compile_rows, ["size", "members", "eager_s", "compiled_s", "speedup",
                                    "compile_s"], "torch.compile (TrainConfig.compile)")
-    print_table(checks, ["target", "ratio", "met"], "Targets")
+    if checks:
+        print_table(checks, ["target", "ratio", "met"], "Targets")
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = base_parser(__doc__.splitlines()[0])
     p.set_defaults(threads=0, sizes="64x2,128x2", repeats=3, warmup=2)
+    p.add_argument("--algo", default="om2p", choices=sorted(ALGORITHMS),
+                   help="whose training step the throughput rows time (the update ratio, "
+                        "baseline and compile comparison are OM2P's: om2p only)")
     p.add_argument("--members", default="1,4,16,32", help="population sizes P")
     p.add_argument("--batch", type=int, default=256, help="transitions per member and step")
     p.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds")

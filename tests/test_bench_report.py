@@ -151,6 +151,29 @@ def test_population_bench_times_the_library_step(tmp_path: Path):
         population_table({"benchmark": "scaling"})
 
 
+def test_population_bench_times_another_algorithm_alone(tmp_path: Path):
+    """--algo cql: the throughput rows time CQL's own step (CQL's update FLOPs, not OM2P's),
+    with no OM2P-only columns or targets, in a file of its own beside OM2P's."""
+    common = ["--sizes", "16x1", "--members", "1,2", "--repeats", "1", "--warmup", "0",
+              "--threads", "1", "--rounds", "1", "--batch", "8", "--compile-members", "0",
+              "--baseline", "", "--device", "cpu", "--out", str(tmp_path)]
+    cql = _bench("population").main([*common, "--algo", "cql"])
+    om2p = _bench("population").main(common)
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["population_cpu.json",
+                                                               "population_cql_cpu.json"]
+    assert cql["meta"]["algo"] == "cql" and cql["targets"] == [] and cql["compile"] == []
+    rows = {r["members"]: r for r in cql["results"]}
+    assert {r["algo"] for r in cql["results"]} == {"cql"} and rows[1]["vs_one_run"] == 1.0
+    assert "om2p_vs_td3bc" not in rows[1]
+    assert rows[1]["update_flops"] != om2p["results"][0]["update_flops"]  # CQL's own step
+    from om2p_lite.book.bench_report import population_table
+
+    table = population_table(cql)
+    assert list(table.columns) == ["ms_per_member_step", "vs_one_run"]
+    with pytest.raises(SystemExit):  # argparse names the choices
+        _bench("population").main([*common, "--algo", "sac"])
+
+
 def test_peer_table_reads_a_peer_result():
     from om2p_lite.book.bench_report import peer_table
 

@@ -70,11 +70,13 @@ def scaling_table(payload: Mapping[str, Any], sweep: str = "vs_agents") -> pd.Da
 
 def population_table(payload: Mapping[str, Any]) -> pd.DataFrame:
     """Rows (size, members): ms per member and step, per-member speed-up over one run, and
-    OM2P's update time over MA-TD3+BC's with the counted FLOP ratio beside it."""
+    OM2P's update time over MA-TD3+BC's with the counted FLOP ratio beside it (OM2P's file
+    only: another algorithm's, ``bench/population.py --algo``, has the first two)."""
     _check(payload, "population")
     cols = ["size", "members", "ms_per_member_step", "vs_one_run", "om2p_vs_td3bc",
             "flop_ratio"]
-    return pd.DataFrame(payload["results"])[cols].set_index(["size", "members"])
+    df = pd.DataFrame(payload["results"])
+    return df[[c for c in cols if c in df.columns]].set_index(["size", "members"])
 
 
 def first_critic_table(payload: Mapping[str, Any]) -> pd.DataFrame:
