@@ -112,7 +112,8 @@ def meta(args: argparse.Namespace, device: torch.device, memory: bool = False,
          **extra: Any) -> dict[str, Any]:
     """Everything needed to judge and reproduce a benchmark JSON (``memory``: say how
     peak memory was measured)."""
-    record = provenance(seed=args.seed, device=device, command=" ".join(sys.argv))
+    record = provenance(seed=args.seed, device=device, command=sys.argv)  # quoted: an
+    # empty argument (`--baseline ''`) stays in the recorded command
     record.update(threads=torch.get_num_threads(), interop_threads=torch.get_num_interop_threads(),
                   device_type=device.type, cpu=platform.processor() or platform.machine(),
                   cpu_count=os.cpu_count(), platform=platform.platform(),

@@ -151,13 +151,15 @@ def test_population_bench_times_the_library_step(tmp_path: Path):
         population_table({"benchmark": "scaling"})
 
 
-def test_population_bench_times_another_algorithm_alone(tmp_path: Path):
+def test_population_bench_times_another_algorithm_alone(tmp_path: Path, monkeypatch):
     """--algo cql: the throughput rows time CQL's own step (CQL's update FLOPs, not OM2P's),
     with no OM2P-only columns or targets, in a file of its own beside OM2P's."""
     common = ["--sizes", "16x1", "--members", "1,2", "--repeats", "1", "--warmup", "0",
               "--threads", "1", "--rounds", "1", "--batch", "8", "--compile-members", "0",
               "--baseline", "", "--device", "cpu", "--out", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", ["bench/population.py", *common, "--algo", "cql"])
     cql = _bench("population").main([*common, "--algo", "cql"])
+    assert "--baseline '' --device" in cql["meta"]["command"]  # the empty argument is kept
     om2p = _bench("population").main(common)
     assert sorted(p.name for p in tmp_path.glob("*.json")) == ["population_cpu.json",
                                                                "population_cql_cpu.json"]
