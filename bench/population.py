@@ -184,6 +184,7 @@ def run(args) -> dict:
     ds_path = dataset_path(TASK, QUALITY, 0, "smoke")
     load_before = os.getloadavg()
     baseline: dict[str, Any] = {}
+    om2p = args.algo == "om2p"  # only OM2P's file has the update ratio, baseline, compile
     members = parse_ints(args.members, "--members")
     rows, compile_rows = [], []
     peak = matmul_peak(device)
@@ -194,14 +195,14 @@ def run(args) -> dict:
             timed = population(args.algo, P, hidden, depth, args.batch, ds, device)
             fns[f"train/{P}"] = timed["train_step"]
             flops[P] = (timed["flops"](),)
-            if args.algo == "om2p":  # OM2P's update against MA-TD3+BC's, same members
+            if om2p:  # OM2P's update against MA-TD3+BC's, same members
                 td3 = population("td3bc", P, hidden, depth, args.batch, ds, device)
                 fns[f"om2p/{P}"] = timed["update"]
                 fns[f"td3bc/{P}"] = td3["update"]
                 flops[P] += (td3["flops"](),)
         secs = interleaved_seconds(fns, device, args.repeats, args.warmup, args.rounds)
         t = THROUGHPUT_TARGET
-        if (args.baseline and args.algo == "om2p" and size == t["size"]
+        if (args.baseline and om2p and size == t["size"]
                 and {1, t["members"]} <= set(members)):
             med = compare_baseline(args, ds_path, hidden, depth,
                                    {"one_run": fns["train/1"],
@@ -224,7 +225,7 @@ def run(args) -> dict:
                    "vs_one_run": base / (step / P) if base else None,
                    "wall_s": secs[f"train/{P}"]["wall"], "cpu_s": secs[f"train/{P}"]["cpu"],
                    "update_flops": flops[P][0]}
-            if args.algo == "om2p":
+            if om2p:
                 row.update({"om2p_update_s": secs[f"om2p/{P}"][clock],
                             "td3bc_update_s": secs[f"td3bc/{P}"][clock],
                             "td3bc_update_flops": flops[P][1],
@@ -233,13 +234,13 @@ def run(args) -> dict:
                 row["om2p_vs_td3bc"] = row["om2p_update_s"] / row["td3bc_update_s"]
             rows.append(row)
             ratio = (f"  OM2P/TD3+BC update {row['om2p_vs_td3bc']:.2f}"
-                     if args.algo == "om2p" else "")
+                     if om2p else "")
             print(f"  {args.algo} {size} P={P:3d} {row['ms_per_member_step']:7.2f} "
                   f"ms/member-step (x{row['vs_one_run'] or 0:.2f} one run){ratio}", flush=True)
         del fns
-    if args.compile_members and args.algo == "om2p":
+    if args.compile_members and om2p:
         compile_rows = compare_compile(args, ds, device, clock)
-    checks = target_checks(rows, baseline) if args.algo == "om2p" else []
+    checks = target_checks(rows, baseline) if om2p else []
     payload = {"benchmark": "population",
                "meta": meta(args, device, task=TASK, quality=QUALITY, batch=args.batch,
                             dataset=f"get_dataset({TASK!r}, {QUALITY!r}, 0, 'smoke'), "
@@ -250,15 +251,15 @@ def run(args) -> dict:
                             algo=args.algo,
                             step="population.sample_population_batch + agent.update "
                                  + ("(OM2P, fd, eta 1, beta55 time sampler)"
-                                    if args.algo == "om2p" else f"({args.algo}, defaults)"),
+                                    if om2p else f"({args.algo}, defaults)"),
                             update_ratio="agent.update on a fixed batch: OM2P (fd) / "
                                          "MA-TD3+BC, same members, sizes and batch"
-                                         if args.algo == "om2p" else None,
+                                         if om2p else None,
                             one_run="P = 1 of this run (the same code as a single run)"),
                "results": rows, "baseline": baseline, "compile": compile_rows,
                "targets": checks}
     show(rows, compile_rows, checks)
-    name = "population" if args.algo == "om2p" else f"population_{args.algo}"
+    name = "population" if om2p else f"population_{args.algo}"
     write_json(args.out, f"{name}_{device.type}", payload)
     return payload
 
