@@ -4,6 +4,7 @@ folders whose answers are known, and on a real two-run experiment."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -259,6 +260,9 @@ def test_sweep_reruns_tiny_at_smoke_and_reads_stored_results_at_book(tmp_path: P
     assert len(sweep.runs) == 2 * sweeps.SMOKE_SEEDS  # every variant, the first seeds
     assert sorted(sweep.runs["lr"].unique()) == [1e-4, 1e-3]
     assert "all 4 runs finished; a tiny rerun at the smoke budget" in sweep.status()
+    assert f"({sweeps.SMOKE_SEEDS} seeds, " in sweep.status()
+    one = dataclasses.replace(sweep, runs=sweep.runs[sweep.runs["seed"] == 0])
+    assert "(1 seed, " in one.status()  # the seeds it ran: a one-seed file runs one
     assert sweep.root.is_dir() and "data/results" not in str(sweep.root)
     monkeypatch.setenv(sweeps.RESULTS_ENV, str(tmp_path / "stored"))
     (tmp_path / "stored" / "tiny").mkdir(parents=True)  # a sweep begun, nothing finished

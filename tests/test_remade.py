@@ -65,3 +65,24 @@ def test_incomplete_algos_names_each_share_not_fully_stored() -> None:
     assert remade.incomplete_algos(counts) == {"cql": (1, 3), "omar": (0, 3)}
     assert remade.incomplete_algos(counts.assign(finished=3)) == {}
     assert remade.progress_by_algo(counts) == "om2p 3 of 3, cql 1 of 3, omar 0 of 3"
+
+
+def cql_conv(ratios: dict[float, float]) -> pd.DataFrame:
+    """critic_convergence rows of cql_alpha_check's runs, one per cql_alpha."""
+    return pd.DataFrame({"task": "spread", "quality": "expert",
+                         "label": [f"cql/cql_alpha={a:g}" for a in ratios],
+                         "ratio": list(ratios.values())})
+
+
+def test_cql_alpha_reading_applies_the_files_rules() -> None:
+    penalty = remade.cql_alpha_reading(cql_conv({0.0: 1.2, 0.1: 2.5, 1.0: 9.9}))
+    assert penalty["reading"] == "a" and penalty["ratios"][0.1] == 2.5
+    assert "reading (a), the penalty" in remade.cql_alpha_sentence(penalty)
+    # the level does not grow with the penalty's weight: not (a), and in the band: (c)
+    assert remade.cql_alpha_reading(cql_conv({0.0: 1.2, 0.1: 0.9, 1.0: 9.9}))["reading"] == "c"
+    assert remade.cql_alpha_reading(cql_conv({0.0: 0.3, 0.1: 2.5, 1.0: 9.9}))["reading"] == "c"
+    other = remade.cql_alpha_reading(cql_conv({0.0: 8.0, 0.1: 9.0, 1.0: 9.9}))
+    assert other["reading"] == "b" and "not the penalty" in remade.cql_alpha_sentence(other)
+    part = remade.cql_alpha_reading(cql_conv({1.0: 9.9}))
+    assert part["reading"] is None and part["missing"] == [0.0, 0.1]
+    assert "missing cql_alpha = 0, 0.1" in remade.cql_alpha_sentence(part)

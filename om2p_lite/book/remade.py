@@ -1,10 +1,13 @@
 """Chapter 10's remade main table (main_fast.toml beside main_fast_eta.toml): per data set
 and method the final score over seeds, and each OM2P row against the best stored
-baseline, paired by seed (the seeds share batches' order and evaluation start states)."""
+baseline, paired by seed (the seeds share batches' order and evaluation start states);
+and the reading of cql_alpha_check.toml, which asks why CQL's critic reads Q/G near 10 on
+Spread expert."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -86,3 +89,46 @@ def incomplete_algos(counts: pd.DataFrame) -> dict[str, tuple[int, int]]:
 def progress_by_algo(counts: pd.DataFrame) -> str:
     """'om2p 36 of 36, cql 0 of 36, ...': each algorithm's stored runs against the file's."""
     return ", ".join(f"{a} {k} of {n}" for a, (k, n) in _by_algo(counts).items())
+
+
+# cql_alpha_check.toml's reading rules, written before its runs: the ratio Q(o, a_data) / G
+# at cql_alpha = 0 within RATIO_BAND and growing with cql_alpha -> (a); above NOT_PENALTY -> (b)
+CQL_ALPHAS = (0.0, 0.1, 1.0)
+RATIO_BAND = (0.5, 2.0)
+NOT_PENALTY = 3.0
+CQL_READINGS = {"a": "the penalty: CQL's conservative term sets the critic's level",
+                "b": "not the penalty: something else in CQL's path sets the level",
+                "c": "undecided"}
+
+
+def cql_alpha_reading(conv: pd.DataFrame) -> dict[str, Any]:
+    """cql_alpha_check.toml's rules on its runs' ``evidence.critic_convergence`` rows
+    (labels ``cql/cql_alpha=A``): the ratio per cql_alpha and the reading, 'a', 'b', 'c',
+    or None while a setting is missing."""
+    alpha = conv["label"].str.extract(r"cql_alpha=([0-9.eE+-]+)")[0].astype(float)
+    ratios = {float(a): float(r) for a, r in zip(alpha, conv["ratio"], strict=True)
+              if pd.notna(a)}
+    missing = [a for a in CQL_ALPHAS if a not in ratios]
+    if missing:
+        return {"ratios": ratios, "reading": None, "missing": missing}
+    r = [ratios[a] for a in CQL_ALPHAS]
+    low, high = RATIO_BAND
+    if low <= r[0] <= high and r[0] < r[1] < r[2]:
+        reading = "a"
+    elif r[0] > NOT_PENALTY:
+        reading = "b"
+    else:
+        reading = "c"
+    return {"ratios": ratios, "reading": reading, "missing": []}
+
+
+def cql_alpha_sentence(result: dict[str, Any]) -> str:
+    """The reading of ``cql_alpha_reading`` in a sentence, with the three ratios."""
+    ratios = ", ".join(f"{r:.2f} at cql_alpha = {a:g}" for a, r in
+                       sorted(result["ratios"].items()))
+    if result["reading"] is None:
+        return (f"Not all settings stored yet (missing cql_alpha = "
+                f"{', '.join(f'{a:g}' for a in result['missing'])}); so far Q/G reads "
+                f"{ratios or 'nothing'}.")
+    return (f"Q(o, a_data) / G reads {ratios}: reading ({result['reading']}), "
+            f"{CQL_READINGS[result['reading']]}.")

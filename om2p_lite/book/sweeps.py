@@ -109,10 +109,11 @@ class Sweep:
 
     def status(self) -> str:
         """One line: which results these are and how complete."""
+        seeds, steps = self.runs["seed"].nunique(), self.runs["steps"].max()
         where = (f"stored results in {self.root.name}/, made by `{self.command}`"
                  if self.stored else f"a tiny rerun at the {self.budget} budget "
-                 f"({SMOKE_SEEDS} seeds, {self.runs['steps'].max():.0f} steps), not the "
-                 f"book's results")
+                 f"({seeds} seed{'s' * (seeds != 1)}, {steps:.0f} steps), not the book's "
+                 f"results")
         return f"{self.name}: {completeness(self.counts)}; {where}"
 
 
